@@ -1,0 +1,1 @@
+"""Headwater: scheduled, verified ingestion of external datasets into ClickHouse."""

@@ -1,0 +1,54 @@
+"""One batch request: which source instance, which partition, where its files go."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from headwater.spec import SourceSpec
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """What one pipeline run is asked to load.
+
+    ``instance`` names the source instance like its deployment (``sot-ethereum``);
+    ``partition`` holds the typed partition values (``network``, ``processing_date``);
+    ``constants`` the further per-batch values the manifest must agree with;
+    ``location`` where the batch's files are (for exports, the export's URL).
+    """
+
+    source: SourceSpec
+    instance: str
+    partition: dict[str, str | date]
+    constants: dict[str, Any]
+    database: str
+    excluded_tables: frozenset[str]
+    run_id: str
+    location: str = ""
+
+    @property
+    def partition_key(self) -> str:
+        """The partition as one string, e.g. ``ethereum/2026-11-22``."""
+        return "/".join(str(self.partition[c]) for c in self.source.partition_columns)
+
+    @property
+    def label(self) -> str:
+        """How errors and logs name this batch, e.g. ``sot-ethereum 2026-11-22``."""
+        values = [str(v) for k, v in self.partition.items() if not self.instance.endswith(f"-{v}")]
+        return " ".join([self.instance, *values])
+
+    @property
+    def tag(self) -> str:
+        """Short, unique suffix of this run's staging objects."""
+        return self.run_id.replace("-", "")[:16]
+
+    def batch_id(self, content_hash: str) -> str:
+        """Lineage id written into every row: source, partition and content hash."""
+        return f"{self.source.name}:{self.partition_key}:{content_hash[:16]}"
+
+    @property
+    def ingested_tables(self) -> tuple[str, ...]:
+        """Contract tables this run loads (contract order, exclusions removed)."""
+        return tuple(t for t in self.source.tables if t not in self.excluded_tables)

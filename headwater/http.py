@@ -1,0 +1,172 @@
+"""The one HTTP layer: client factory, retries with backoff, streaming downloads with SHA-256.
+
+Retries live here and only here (tenacity): transient failures (connection errors,
+timeouts, 429 and 5xx) are retried with exponential backoff and jitter, honouring
+``Retry-After``; any other 4xx fails at once. Every source uses these functions and
+never builds its own client.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from headwater.errors import FetchError, NotFoundError, TransientFetchError
+from headwater.logs import run_logger
+from headwater.settings import Settings, get_settings
+
+CHUNK_BYTES = 1 << 20
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class DownloadedFile:
+    """A file streamed to disk, with what was measured on the way."""
+
+    url: str
+    path: Path
+    bytes: int
+    sha256: str
+
+
+def make_client(settings: Settings | None = None) -> httpx.Client:
+    """An httpx client with Headwater's timeouts, user agent and redirects."""
+    settings = settings or get_settings()
+    return httpx.Client(
+        timeout=httpx.Timeout(settings.http_timeout_s),
+        headers={"User-Agent": settings.http_user_agent},
+        follow_redirects=True,
+    )
+
+
+def _retry_after_s(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    parsed = email.utils.parsedate_to_datetime(value)
+    return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def raise_for_status(source: str, url: str, response: httpx.Response) -> None:
+    """Turn an HTTP error status into the matching Headwater error."""
+    status = response.status_code
+    if status < 400:
+        return
+    reason = f"HTTP {status} {response.reason_phrase}".strip()
+    if status in TRANSIENT_STATUSES or status >= 500:
+        raise TransientFetchError(source, url, reason, status, _retry_after_s(response))
+    if status == 404:
+        raise NotFoundError(source, url, reason, status)
+    raise FetchError(source, url, reason, status)
+
+
+class _BackoffWait:
+    """Exponential backoff with jitter, stretched to the server's Retry-After."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._exponential = wait_exponential_jitter(
+            initial=settings.http_backoff_initial_s,
+            max=settings.http_backoff_max_s,
+            jitter=settings.http_backoff_initial_s,
+        )
+        self._max = settings.http_backoff_max_s
+
+    def __call__(self, state: RetryCallState) -> float:
+        delay = self._exponential(state)
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, TransientFetchError) and error.retry_after_s is not None:
+            delay = max(delay, min(error.retry_after_s, self._max))
+        return float(delay)
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    delay = state.next_action.sleep if state.next_action else 0.0
+    run_logger().warning("attempt %s failed (%s); retrying in %.1fs", state.attempt_number, error, delay)
+
+
+def retrying(settings: Settings | None = None) -> Retrying:
+    """The retry policy for one HTTP operation: transient errors only."""
+    settings = settings or get_settings()
+    return Retrying(
+        retry=retry_if_exception(lambda error: getattr(error, "transient", False)),
+        stop=stop_after_attempt(settings.http_attempts),
+        wait=_BackoffWait(settings),
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+
+
+@contextmanager
+def _translate_transport_errors(source: str, url: str) -> Iterator[None]:
+    try:
+        yield
+    except httpx.TransportError as error:
+        raise TransientFetchError(source, url, f"{type(error).__name__}: {error}") from error
+
+
+def _stream_http(client: httpx.Client, source: str, url: str, dest: Path) -> DownloadedFile:
+    digest = hashlib.sha256()
+    size = 0
+    with _translate_transport_errors(source, url), client.stream("GET", url) as response:
+        raise_for_status(source, url, response)
+        with dest.open("wb") as out:
+            for chunk in response.iter_bytes(CHUNK_BYTES):
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+    return DownloadedFile(url=url, path=dest, bytes=size, sha256=digest.hexdigest())
+
+
+def _copy_local(source: str, url: str, dest: Path) -> DownloadedFile:
+    origin = Path(unquote(urlparse(url).path))
+    if not origin.is_file():
+        raise NotFoundError(source, url, "no such file")
+    digest = hashlib.sha256()
+    size = 0
+    with origin.open("rb") as src, dest.open("wb") as out:
+        while chunk := src.read(CHUNK_BYTES):
+            digest.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
+    return DownloadedFile(url=url, path=dest, bytes=size, sha256=digest.hexdigest())
+
+
+def download_file(
+    source: str, url: str, dest: Path, client: httpx.Client | None = None
+) -> DownloadedFile:
+    """Stream ``url`` (http, https or file) to ``dest``, hashing on the way, with retries.
+
+    A retry restarts the file from its first byte, so a broken transfer never leaves
+    a mixed file behind.
+    """
+    if urlparse(url).scheme == "file":
+        return _copy_local(source, url, dest)
+    owned = client is None
+    http = client or make_client()
+    try:
+        for attempt in retrying():
+            with attempt:
+                return _stream_http(http, source, url, dest)
+    finally:
+        if owned:
+            http.close()
+    raise AssertionError("unreachable: tenacity re-raises the last error")
+

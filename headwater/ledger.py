@@ -1,0 +1,207 @@
+"""The metadata ledger: every run attempt, every loaded dataset version.
+
+Reached through prefect-sqlalchemy's ``SqlAlchemyConnector`` (SQLite at
+``<home>/ledger.db`` by default, PostgreSQL in production) with SQLAlchemy Core,
+so the same statements run on both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from blocks.ledger import ledger_connector
+from headwater.settings import Settings
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+ledger_info = sa.Table(
+    "ledger_info",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("flow_run_id", sa.String(64), nullable=True),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("instance", sa.String(128), nullable=False, index=True),
+    sa.Column("partition_key", sa.String(256), nullable=False),
+    sa.Column("batch_id", sa.String(256), nullable=True),
+    sa.Column("status", sa.String(32), nullable=False, index=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("duration_s", sa.Float, nullable=True),
+    sa.Column("rows_loaded", sa.BigInteger, nullable=True),
+    sa.Column("rows_by_table", sa.Text, nullable=True),
+    sa.Column("bytes", sa.BigInteger, nullable=True),
+    sa.Column("manifest_hash", sa.String(64), nullable=True),
+    sa.Column("error_kind", sa.String(64), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+)
+
+dataset_versions = sa.Table(
+    "dataset_versions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("instance", sa.String(128), nullable=False),
+    sa.Column("partition_key", sa.String(256), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("batch_id", sa.String(256), nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_dataset_versions_partition", "instance", "partition_key", "loaded_at"),
+)
+
+RUNNING, LOADED, UNCHANGED, FAILED = "running", "loaded", "unchanged", "failed"
+
+
+@dataclass
+class RunRecord:
+    """What a finished run reports to the ledger."""
+
+    status: str
+    batch_id: str | None = None
+    rows_by_table: dict[str, int] = field(default_factory=dict)
+    bytes: int | None = None
+    manifest_hash: str | None = None
+    error_kind: str | None = None
+    error: str | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+class Ledger:
+    """Run and dataset-version bookkeeping on one SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def migrate(self) -> None:
+        """Create missing tables and record the schema version (idempotent)."""
+        metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            current = conn.execute(
+                sa.select(ledger_info.c.value).where(ledger_info.c.key == "schema_version")
+            ).scalar()
+            if current is None:
+                conn.execute(ledger_info.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+
+    def start_run(
+        self,
+        *,
+        run_id: str,
+        flow_run_id: str | None,
+        source: str,
+        instance: str,
+        partition_key: str,
+    ) -> None:
+        """Record that a run began (status ``running``)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                runs.insert().values(
+                    run_id=run_id,
+                    flow_run_id=flow_run_id,
+                    source=source,
+                    instance=instance,
+                    partition_key=partition_key,
+                    status=RUNNING,
+                    started_at=_now(),
+                )
+            )
+
+    def finish_run(self, run_id: str, record: RunRecord) -> None:
+        """Record a run's outcome; a ``loaded`` run also becomes the partition's current version."""
+        finished = _now()
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).mappings().one()
+            started = _as_utc(row["started_at"])
+            rows_loaded = sum(record.rows_by_table.values()) if record.rows_by_table else None
+            conn.execute(
+                runs.update()
+                .where(runs.c.run_id == run_id)
+                .values(
+                    status=record.status,
+                    batch_id=record.batch_id,
+                    finished_at=finished,
+                    duration_s=(finished - started).total_seconds() if started else None,
+                    rows_loaded=rows_loaded if record.status == LOADED else 0 if record.status == UNCHANGED else None,
+                    rows_by_table=json.dumps(record.rows_by_table, sort_keys=True) if record.rows_by_table else None,
+                    bytes=record.bytes,
+                    manifest_hash=record.manifest_hash,
+                    error_kind=record.error_kind,
+                    error=record.error,
+                )
+            )
+            if record.status == LOADED and record.manifest_hash and record.batch_id:
+                conn.execute(
+                    dataset_versions.insert().values(
+                        instance=row["instance"],
+                        partition_key=row["partition_key"],
+                        content_hash=record.manifest_hash,
+                        batch_id=record.batch_id,
+                        rows=rows_loaded or 0,
+                        bytes=record.bytes or 0,
+                        run_id=run_id,
+                        loaded_at=finished,
+                    )
+                )
+
+    def current_version(self, instance: str, partition_key: str) -> Mapping[str, Any] | None:
+        """The last loaded version of a partition, or None."""
+        with self.engine.connect() as conn:
+            return (
+                conn.execute(
+                    sa.select(dataset_versions)
+                    .where(
+                        dataset_versions.c.instance == instance,
+                        dataset_versions.c.partition_key == partition_key,
+                    )
+                    .order_by(dataset_versions.c.loaded_at.desc(), dataset_versions.c.id.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
+
+    def runs_for(self, instance: str | None = None, partition_key: str | None = None) -> list[Mapping[str, Any]]:
+        """Run rows, oldest first, optionally for one instance and partition."""
+        query = sa.select(runs).order_by(runs.c.started_at, runs.c.run_id)
+        if instance is not None:
+            query = query.where(runs.c.instance == instance)
+        if partition_key is not None:
+            query = query.where(runs.c.partition_key == partition_key)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).mappings().all())
+
+
+@contextmanager
+def open_ledger(settings: Settings | None = None) -> Iterator[Ledger]:
+    """A migrated ledger for the duration of the ``with`` block."""
+    connector = ledger_connector(settings)
+    with connector:
+        ledger = Ledger(connector.get_engine())
+        ledger.migrate()
+        yield ledger

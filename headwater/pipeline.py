@@ -1,0 +1,125 @@
+"""The shared batch pipeline every source goes through.
+
+download → verify → skip if unchanged → validate → load → record → cleanup.
+A source supplies only how to get its manifest and its files; the rest is here.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefect import Task
+from prefect.context import FlowRunContext
+
+from blocks.warehouse import ClickHouseWarehouse
+from headwater.batch import BatchRequest
+from headwater.errors import HeadwaterError
+from headwater.http import DownloadedFile
+from headwater.ledger import FAILED, LOADED, UNCHANGED, RunRecord
+from headwater.logs import run_logger
+from headwater.manifest import Manifest, Resource
+from headwater.settings import get_settings
+from tasks.cleanup import cleanup_run
+from tasks.load import load_batch
+from tasks.record import is_unchanged, record_outcome, record_start
+from tasks.validate import validate_table
+from tasks.verify import verify_file, verify_manifest
+
+FetchManifest = Callable[[BatchRequest, Path], Manifest]
+FetchResource = Task[[BatchRequest, Resource, Path], DownloadedFile]
+
+
+@dataclass
+class BatchOutcome:
+    """What a pipeline run did, as returned by a flow."""
+
+    instance: str
+    partition_key: str
+    status: str
+    batch_id: str | None = None
+    rows_by_table: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0
+    duration_s: float = 0.0
+    error: str | None = None
+
+
+def new_run_id() -> str:
+    """A fresh run id."""
+    return uuid.uuid4().hex
+
+
+def _flow_run_id() -> str | None:
+    context = FlowRunContext.get()
+    return str(context.flow_run.id) if context and context.flow_run else None
+
+
+def make_workdir(request: BatchRequest) -> Path:
+    """The run's own temp dir under ``<home>/tmp``."""
+    workdir = get_settings().tmp_dir / f"{request.instance}-{request.tag}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir
+
+
+def run_batch(
+    request: BatchRequest, fetch_manifest: FetchManifest, fetch_resource: FetchResource
+) -> BatchOutcome:
+    """Run one batch through the pipeline; raise the batch's error after recording it."""
+    logger = run_logger()
+    started = time.monotonic()
+    record_start(request, _flow_run_id())
+    workdir = make_workdir(request)
+    warehouse: ClickHouseWarehouse | None = None
+    record = RunRecord(status=FAILED)
+    try:
+        manifest = fetch_manifest(request, workdir)
+        record.manifest_hash = manifest.content_hash
+        resources = verify_manifest(request, manifest)
+        record.bytes = sum(r.bytes for r in resources)
+        if is_unchanged(request, manifest.content_hash):
+            record.status = UNCHANGED
+            record.batch_id = request.batch_id(manifest.content_hash)
+            logger.info("%s unchanged since the last load (%s)", request.label, manifest.content_hash[:16])
+        else:
+            downloads = [(r, fetch_resource.submit(request, r, workdir)) for r in resources]
+            files: dict[str, Path] = {}
+            validations = []
+            for resource, future in downloads:
+                downloaded = future.result()
+                verify_file(request, resource, downloaded)
+                files[resource.name] = downloaded.path
+                validations.append(validate_table.submit(request, resource.name, downloaded.path, downloaded.sha256))
+            for future in validations:
+                future.result()
+            warehouse = ClickHouseWarehouse.from_settings()
+            record.rows_by_table = load_batch(request, manifest, files, warehouse)
+            record.batch_id = request.batch_id(manifest.content_hash)
+            record.status = LOADED
+    except HeadwaterError as error:
+        record.status = FAILED
+        record.error_kind = error.kind
+        record.error = str(error)
+        raise
+    except Exception as error:
+        record.status = FAILED
+        record.error_kind = "unexpected"
+        record.error = f"{request.label}: {type(error).__name__}: {error}"
+        raise
+    finally:
+        try:
+            cleanup_run(request, workdir, warehouse)
+        finally:
+            record_outcome(request, record)
+    return BatchOutcome(
+        instance=request.instance,
+        partition_key=request.partition_key,
+        status=record.status,
+        batch_id=record.batch_id,
+        rows_by_table=record.rows_by_table,
+        bytes=record.bytes or 0,
+        duration_s=time.monotonic() - started,
+    )
+

@@ -1,0 +1,1 @@
+"""Source specs: what each source publishes. The pipeline itself is shared."""

@@ -1,0 +1,1 @@
+"""The SOT daily exports (see docs/contracts/sot-export.md)."""

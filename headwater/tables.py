@@ -1,0 +1,99 @@
+"""Table specs: a pandera model per table is the single source of its columns.
+
+The ClickHouse DDL (types, nullability, codecs), the lineage columns and the
+validation all derive from the model, so a column is declared exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import pandera.polars as pa
+import polars as pl
+from clickhouse_connect.driver.binding import quote_identifier
+
+LINEAGE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("_batch_id", "String"),
+    ("_loaded_at", "DateTime64(3, 'UTC')"),
+)
+
+_SIMPLE_TYPES: dict[type[pl.DataType], str] = {
+    pl.String: "String",
+    pl.Date: "Date",
+    pl.Float64: "Float64",
+    pl.Float32: "Float32",
+    pl.Int64: "Int64",
+    pl.Int32: "Int32",
+    pl.Int16: "Int16",
+    pl.Int8: "Int8",
+    pl.UInt64: "UInt64",
+    pl.UInt32: "UInt32",
+    pl.UInt16: "UInt16",
+    pl.UInt8: "UInt8",
+    pl.Boolean: "Bool",
+}
+
+
+def clickhouse_type(dtype: pl.DataType, nullable: bool) -> str:
+    """The ClickHouse type of a polars dtype (``Nullable(...)`` when nullable)."""
+    if isinstance(dtype, pl.Datetime):
+        unit = {"ms": 3, "us": 6, "ns": 9}[dtype.time_unit or "us"]
+        zone = dtype.time_zone or "UTC"
+        base = f"DateTime64({unit}, '{zone}')"
+    else:
+        base = _SIMPLE_TYPES.get(type(dtype)) or _SIMPLE_TYPES[dtype.base_type()]
+    return f"Nullable({base})" if nullable else base
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a table, as ClickHouse sees it."""
+
+    name: str
+    clickhouse_type: str
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table a source publishes: its model, its key and how it is sorted in ClickHouse."""
+
+    name: str
+    model: type[pa.DataFrameModel]
+    key: tuple[str, ...]
+    order_by: tuple[str, ...] = field(default=())
+
+    @cached_property
+    def schema(self) -> pa.DataFrameSchema:
+        """The pandera schema of the model."""
+        return self.model.to_schema()
+
+    @cached_property
+    def columns(self) -> tuple[Column, ...]:
+        """The data columns in model order (lineage columns excluded)."""
+        return tuple(
+            Column(name, clickhouse_type(column.dtype.type, bool(column.nullable)))
+            for name, column in self.schema.columns.items()
+        )
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """The data column names in model order."""
+        return tuple(column.name for column in self.columns)
+
+    @property
+    def sort_key(self) -> tuple[str, ...]:
+        """ClickHouse ``ORDER BY`` columns: explicit, else the key."""
+        return self.order_by or self.key
+
+
+def table_ddl(spec: TableSpec, database: str, table: str, partition_by: tuple[str, ...]) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` for a table of ``spec`` (data plus lineage columns)."""
+    columns = [(c.name, c.clickhouse_type) for c in spec.columns] + list(LINEAGE_COLUMNS)
+    body = ",\n  ".join(f"{quote_identifier(n)} {t} CODEC(ZSTD(1))" for n, t in columns)
+    partition = ", ".join(quote_identifier(c) for c in partition_by)
+    order = ", ".join(quote_identifier(c) for c in spec.sort_key)
+    return (
+        f"CREATE TABLE IF NOT EXISTS {quote_identifier(database)}.{quote_identifier(table)} (\n  {body}\n)\n"
+        f"ENGINE = MergeTree\nPARTITION BY ({partition})\nORDER BY ({order})"
+    )

@@ -1,0 +1,87 @@
+"""Load task: stage every table of the batch, check keys, publish atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+
+from blocks.warehouse import ClickHouseWarehouse
+from headwater.batch import BatchRequest
+from headwater.errors import IntegrityError
+from headwater.loading import (
+    StagedTable,
+    check_unique_keys,
+    drop_run_tables,
+    ensure_database,
+    ensure_table,
+    publish,
+    stage_parquet,
+    staging_table_name,
+)
+from headwater.logs import run_logger
+from headwater.manifest import Manifest
+from headwater.settings import get_settings
+
+
+def ingest_mode(warehouse: ClickHouseWarehouse) -> str:
+    """'file' (engine reads the file) for embedded chDB, 'arrow' for a server, unless set."""
+    mode = get_settings().warehouse_ingest
+    if mode == "auto":
+        return "file" if warehouse.embedded else "arrow"
+    return mode
+
+
+@task(name="load-batch", task_run_name="load {request.label}")
+def load_batch(
+    request: BatchRequest, manifest: Manifest, files: dict[str, Path], warehouse: ClickHouseWarehouse
+) -> dict[str, int]:
+    """Stage each table in full, check row counts and keys, then publish the partition.
+
+    Nothing is visible in a target table before publish; staging and backup tables
+    are dropped whatever happens. Returns rows per table.
+    """
+    logger = run_logger()
+    batch_id = request.batch_id(manifest.content_hash)
+    database = request.database
+    partition_by = request.source.partition_columns
+    mode = ingest_mode(warehouse)
+    with warehouse.session() as client:
+        try:
+            ensure_database(client, database)
+            staged: list[StagedTable] = []
+            for table, path in files.items():
+                spec = request.source.table(table)
+                ensure_table(client, database, spec, partition_by)
+                item = stage_parquet(
+                    client,
+                    database=database,
+                    spec=spec,
+                    partition_by=partition_by,
+                    staging=staging_table_name(table, request.tag),
+                    path=path,
+                    batch_id=batch_id,
+                    mode=mode,
+                )
+                expected = manifest.resource(table).rows
+                if item.rows != expected:
+                    raise IntegrityError(
+                        f"{request.label}: {path.name}",
+                        f"row count mismatch after staging: expected {expected}, found {item.rows}",
+                    )
+                check_unique_keys(client, request.label, database, spec, item)
+                staged.append(item)
+                logger.info("staged %s rows of %s (%s)", item.rows, table, mode)
+            publish(
+                client,
+                source=request.label,
+                database=database,
+                staged=staged,
+                partition=request.partition,
+                partition_by=partition_by,
+                tag=request.tag,
+            )
+        finally:
+            drop_run_tables(client, database, request.tag)
+    logger.info("published %s as %s", request.label, batch_id)
+    return {item.table: item.rows for item in staged}
