@@ -1,0 +1,66 @@
+"""One session-wide Prefect harness, a per-test Headwater home, and a real export server."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="headwater-tests-"))
+os.environ.setdefault("PREFECT_HOME", str(_SESSION_DIR / "prefect"))
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(_SESSION_DIR / "prefect-results")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+import pytest  # noqa: E402
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings  # noqa: E402
+from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+
+from headwater.export_server import ExportServer  # noqa: E402
+from headwater.settings import get_settings  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_harness() -> Iterator[None]:
+    """A temporary Prefect server for the whole session."""
+    with prefect_test_harness(server_startup_timeout=60), temporary_settings(
+        {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    ):
+        yield
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh HEADWATER_HOME (embedded warehouse and SQLite ledger) with fast retries."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HEADWATER_HOME", str(home))
+    monkeypatch.setenv("HEADWATER_HTTP_BACKOFF_INITIAL_S", "0.01")
+    monkeypatch.setenv("HEADWATER_HTTP_BACKOFF_MAX_S", "0.05")
+    monkeypatch.setenv("HEADWATER_HTTP_TIMEOUT_S", "10")
+    for name in list(os.environ):
+        if name.startswith("HEADWATER_") and name not in (
+            "HEADWATER_HOME",
+            "HEADWATER_HTTP_BACKOFF_INITIAL_S",
+            "HEADWATER_HTTP_BACKOFF_MAX_S",
+            "HEADWATER_HTTP_TIMEOUT_S",
+        ):
+            monkeypatch.delenv(name)
+    get_settings.cache_clear()
+    yield home
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def exports(tmp_path: Path) -> Path:
+    """Directory the export server serves."""
+    root = tmp_path / "exports"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def server(exports: Path) -> Iterator[ExportServer]:
+    """A real HTTP server on 127.0.0.1 serving ``exports``."""
+    with ExportServer(exports) as running:
+        yield running
