@@ -1,0 +1,105 @@
+"""Work pools and queues as code: ``python -m deployments.setup`` creates or updates them.
+
+Idempotent: running it twice changes nothing. The queues replace the Celery queues
+of the systems Headwater replaces.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from prefect import get_client
+from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+from prefect.exceptions import ObjectNotFound
+from prefect.workers.process import ProcessWorker
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A work queue of a pool."""
+
+    name: str
+    priority: int
+    concurrency_limit: int | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """A process work pool and its queues."""
+
+    name: str
+    description: str
+    queues: tuple[QueueSpec, ...]
+    concurrency_limit: int | None = None
+
+
+POOLS = (
+    PoolSpec(
+        name="headwater",
+        description="Headwater ingestion flows (process workers).",
+        queues=(QueueSpec("sot", priority=1, description="SOT daily exports"),),
+    ),
+)
+
+
+def ensure_pools(pools: tuple[PoolSpec, ...] = POOLS) -> list[str]:
+    """Create or update every pool and queue; returns what changed, one line each."""
+    changes: list[str] = []
+    with get_client(sync_client=True) as client:
+        for pool in pools:
+            try:
+                existing = client.read_work_pool(pool.name)
+            except ObjectNotFound:
+                client.create_work_pool(
+                    WorkPoolCreate(
+                        name=pool.name,
+                        type="process",
+                        description=pool.description,
+                        base_job_template=ProcessWorker.get_default_base_job_template(),
+                        concurrency_limit=pool.concurrency_limit,
+                    )
+                )
+                changes.append(f"created work pool {pool.name}")
+            else:
+                if (existing.description, existing.concurrency_limit) != (pool.description, pool.concurrency_limit):
+                    client.update_work_pool(
+                        pool.name,
+                        WorkPoolUpdate(description=pool.description, concurrency_limit=pool.concurrency_limit),
+                    )
+                    changes.append(f"updated work pool {pool.name}")
+            for queue in pool.queues:
+                try:
+                    current = client.read_work_queue_by_name(queue.name, work_pool_name=pool.name)
+                except ObjectNotFound:
+                    client.create_work_queue(
+                        name=queue.name,
+                        description=queue.description,
+                        priority=queue.priority,
+                        concurrency_limit=queue.concurrency_limit,
+                        work_pool_name=pool.name,
+                    )
+                    changes.append(f"created queue {pool.name}/{queue.name}")
+                    continue
+                wanted = (queue.priority, queue.concurrency_limit, queue.description)
+                if (current.priority, current.concurrency_limit, current.description or "") != wanted:
+                    client.update_work_queue(
+                        current.id,
+                        priority=queue.priority,
+                        concurrency_limit=queue.concurrency_limit,
+                        description=queue.description,
+                    )
+                    changes.append(f"updated queue {pool.name}/{queue.name}")
+    return changes
+
+
+def main() -> int:
+    """Apply the pools and queues and print what changed."""
+    changes = ensure_pools()
+    print("\n".join(changes) if changes else "work pools and queues are up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
