@@ -72,9 +72,7 @@ class ClickHouseWarehouse(Block):
             raise ConfigurationError("warehouse", "not an embedded chDB warehouse")
         path = urlparse(self.dsn).path
         if not path.startswith("/"):
-            raise ConfigurationError(
-                "warehouse", f"expected chdb:///absolute/path, found {self.describe()}"
-            )
+            raise ConfigurationError("warehouse", f"expected chdb:///absolute/path, found {self.describe()}")
         return Path(path)
 
     def describe(self) -> str:
@@ -94,9 +92,7 @@ class ClickHouseWarehouse(Block):
             self.embedded_path.mkdir(parents=True, exist_ok=True)
             return clickhouse_connect.get_client(dsn=self.dsn, database=self.database)
         if self.dsn:
-            return clickhouse_connect.get_client(
-                dsn=self.dsn, password=password or None, database=self.database
-            )
+            return clickhouse_connect.get_client(dsn=self.dsn, password=password, database=self.database)
         if not self.host:
             raise ConfigurationError("warehouse", "expected a dsn or a host, found neither")
         return clickhouse_connect.get_client(

@@ -63,7 +63,10 @@ def ensure_pools(pools: tuple[PoolSpec, ...] = POOLS) -> list[str]:
                 )
                 changes.append(f"created work pool {pool.name}")
             else:
-                if (existing.description, existing.concurrency_limit) != (pool.description, pool.concurrency_limit):
+                if (existing.description, existing.concurrency_limit) != (
+                    pool.description,
+                    pool.concurrency_limit,
+                ):
                     client.update_work_pool(
                         pool.name,
                         WorkPoolUpdate(description=pool.description, concurrency_limit=pool.concurrency_limit),

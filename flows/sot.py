@@ -38,9 +38,7 @@ def resolve_base_url(base_url: str | None) -> str:
     """The base URL from the parameter, else from settings; fail clearly when neither is set."""
     resolved = base_url or get_settings().sot_base_url
     if not resolved:
-        raise ConfigurationError(
-            "sot", "expected a base URL (--base-url or HEADWATER_SOT_BASE_URL), found none"
-        )
+        raise ConfigurationError("sot", "expected a base URL (--base-url or HEADWATER_SOT_BASE_URL), found none")
     return resolved
 
 
@@ -90,7 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
     parser = argparse.ArgumentParser(prog="python -m flows.sot", description=__doc__.splitlines()[0])
     parser.add_argument("--network", required=True, help="ethereum, bitcoin or torus")
-    parser.add_argument("--date", type=date.fromisoformat, default=None, help="processing date (YYYY-MM-DD), default today UTC")
+    parser.add_argument(
+        "--date",
+        type=date.fromisoformat,
+        default=None,
+        help="processing date (YYYY-MM-DD), default today UTC",
+    )
     parser.add_argument("--window-days", type=int, default=195)
     parser.add_argument("--base-url", default=None, help="http(s):// or file:// root of the exports")
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """The 03:00 UTC retry sweep: re-run only the networks whose export for the day is not loaded.
 
-    python -m flows.sot_sweep [--date 2026-11-22] [--base-url URL]
+python -m flows.sot_sweep [--date 2026-11-22] [--base-url URL]
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ def networks_not_loaded(networks: list[str], processing_date: date) -> list[str]
     """Networks with no loaded version of ``processing_date`` in the ledger."""
     with open_ledger() as ledger:
         return [
-            n
-            for n in networks
-            if ledger.current_version(sot_instance(n), f"{n}/{processing_date.isoformat()}") is None
+            n for n in networks if ledger.current_version(sot_instance(n), f"{n}/{processing_date.isoformat()}") is None
         ]
 
 

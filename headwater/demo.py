@@ -38,9 +38,12 @@ def warehouse_counts(database: str, day: date) -> dict[str, dict[str, int]]:
     """Rows per table per network for ``day``, read back from ClickHouse."""
     counts: dict[str, dict[str, int]] = {}
     with ClickHouseWarehouse.from_settings().session() as client:
-        existing = {row[0] for row in client.query(
-            "SELECT name FROM system.tables WHERE database = {db:String}", parameters={"db": database}
-        ).result_rows}
+        existing = {
+            row[0]
+            for row in client.query(
+                "SELECT name FROM system.tables WHERE database = {db:String}", parameters={"db": database}
+            ).result_rows
+        }
         for table in SOT.tables:
             if table not in existing:
                 continue
@@ -72,7 +75,10 @@ def print_summary(networks: list[str], day: date, statuses: dict[str, str]) -> N
             last = runs[-1] if runs else None
             line = f"  sot-{network:<10} {statuses.get(network, '?'):<10}"
             if last:
-                line += f" ledger={last['status']} rows={last['rows_loaded']} bytes={last['bytes']} duration={last['duration_s']:.2f}s"
+                line += (
+                    f" ledger={last['status']} rows={last['rows_loaded']} bytes={last['bytes']}"
+                    f" duration={last['duration_s']:.2f}s"
+                )
             print(line)
 
 

@@ -1,5 +1,8 @@
-"""The errors Headwater raises: each names the source, the file or URL, what was
-expected and what was found, and carries a stable ``kind`` for the run ledger."""
+"""The errors Headwater raises.
+
+Each names the source, the file or URL, what was expected and what was found, and
+carries a stable ``kind`` for the run ledger.
+"""
 
 from __future__ import annotations
 

@@ -149,9 +149,7 @@ def _copy_local(source: str, url: str, dest: Path) -> DownloadedFile:
     return DownloadedFile(url=url, path=dest, bytes=size, sha256=digest.hexdigest())
 
 
-def download_file(
-    source: str, url: str, dest: Path, client: httpx.Client | None = None
-) -> DownloadedFile:
+def download_file(source: str, url: str, dest: Path, client: httpx.Client | None = None) -> DownloadedFile:
     """Stream ``url`` (http, https or file) to ``dest``, hashing on the way, with retries.
 
     A retry restarts the file from its first byte, so a broken transfer never leaves
@@ -169,4 +167,3 @@ def download_file(
         if owned:
             http.close()
     raise AssertionError("unreachable: tenacity re-raises the last error")
-

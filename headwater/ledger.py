@@ -103,9 +103,7 @@ class Ledger:
         """Create missing tables and record the schema version (idempotent)."""
         metadata.create_all(self.engine)
         with self.engine.begin() as conn:
-            current = conn.execute(
-                sa.select(ledger_info.c.value).where(ledger_info.c.key == "schema_version")
-            ).scalar()
+            current = conn.execute(sa.select(ledger_info.c.value).where(ledger_info.c.key == "schema_version")).scalar()
             if current is None:
                 conn.execute(ledger_info.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
 
@@ -172,7 +170,7 @@ class Ledger:
     def current_version(self, instance: str, partition_key: str) -> Mapping[str, Any] | None:
         """The last loaded version of a partition, or None."""
         with self.engine.connect() as conn:
-            return (
+            row = (
                 conn.execute(
                     sa.select(dataset_versions)
                     .where(
@@ -185,6 +183,7 @@ class Ledger:
                 .mappings()
                 .first()
             )
+        return dict(row) if row else None
 
     def runs_for(self, instance: str | None = None, partition_key: str | None = None) -> list[Mapping[str, Any]]:
         """Run rows, oldest first, optionally for one instance and partition."""
@@ -194,7 +193,7 @@ class Ledger:
         if partition_key is not None:
             query = query.where(runs.c.partition_key == partition_key)
         with self.engine.connect() as conn:
-            return list(conn.execute(query).mappings().all())
+            return [dict(row) for row in conn.execute(query).mappings().all()]
 
 
 @contextmanager

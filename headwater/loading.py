@@ -60,9 +60,7 @@ def partition_literal(partition: Mapping[str, Any], columns: Sequence[str]) -> s
 
 def partition_filter(partition: Mapping[str, Any], columns: Sequence[str]) -> str:
     """A ``WHERE`` condition selecting a batch's rows."""
-    return " AND ".join(
-        f"{quote_identifier(c)} = {format_query_value(str(partition[c]))}" for c in columns
-    )
+    return " AND ".join(f"{quote_identifier(c)} = {format_query_value(str(partition[c]))}" for c in columns)
 
 
 def ensure_database(client: Client, database: str) -> None:
@@ -135,9 +133,7 @@ def find_duplicate_keys(
     return int(count), list(sample)
 
 
-def check_unique_keys(
-    client: Client, source: str, database: str, spec: TableSpec, staged: StagedTable
-) -> None:
+def check_unique_keys(client: Client, source: str, database: str, spec: TableSpec, staged: StagedTable) -> None:
     """Raise :class:`SchemaViolation` when the table's key is not unique within the batch."""
     duplicates, sample = find_duplicate_keys(client, database, staged.staging, spec.key)
     if duplicates:
@@ -219,9 +215,11 @@ def _restore(
 
 def drop_run_tables(client: Client, database: str, tag: str) -> list[str]:
     """Drop every staging and backup table of run ``tag``; returns their names."""
-    if not int(client.command(  # type: ignore[arg-type]
-        f"SELECT count() FROM system.databases WHERE name = {format_query_value(database)}"
-    )):
+    if not int(
+        client.command(  # type: ignore[arg-type]
+            f"SELECT count() FROM system.databases WHERE name = {format_query_value(database)}"
+        )
+    ):
         return []
     names = [
         row[0]

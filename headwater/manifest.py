@@ -61,7 +61,10 @@ def _require(where: str, obj: dict[str, Any], key: str, kind: type | tuple[type,
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join({"str": "a string", "int": "an integer", "dict": "an object", "list": "a list"}.get(k.__name__, k.__name__) for k in kinds)
+    return " or ".join(
+        {"str": "a string", "int": "an integer", "dict": "an object", "list": "a list"}.get(k.__name__, k.__name__)
+        for k in kinds
+    )
 
 
 def _check_relative_path(where: str, path: str) -> str:
@@ -75,9 +78,7 @@ def _check_relative_path(where: str, path: str) -> str:
         or "\\" in path
         or posix.is_absolute()
     ):
-        raise ManifestError(
-            where, f"expected a relative path inside the export directory, found {path!r}"
-        )
+        raise ManifestError(where, f"expected a relative path inside the export directory, found {path!r}")
     return path
 
 

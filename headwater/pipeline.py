@@ -64,9 +64,7 @@ def make_workdir(request: BatchRequest) -> Path:
     return workdir
 
 
-def run_batch(
-    request: BatchRequest, fetch_manifest: FetchManifest, fetch_resource: FetchResource
-) -> BatchOutcome:
+def run_batch(request: BatchRequest, fetch_manifest: FetchManifest, fetch_resource: FetchResource) -> BatchOutcome:
     """Run one batch through the pipeline; raise the batch's error after recording it."""
     logger = run_logger()
     started = time.monotonic()
@@ -92,8 +90,8 @@ def run_batch(
                 verify_file(request, resource, downloaded)
                 files[resource.name] = downloaded.path
                 validations.append(validate_table.submit(request, resource.name, downloaded.path, downloaded.sha256))
-            for future in validations:
-                future.result()
+            for validation in validations:
+                validation.result()
             warehouse = ClickHouseWarehouse.from_settings()
             record.rows_by_table = load_batch(request, manifest, files, warehouse)
             record.batch_id = request.batch_id(manifest.content_hash)
@@ -122,4 +120,3 @@ def run_batch(
         bytes=record.bytes or 0,
         duration_s=time.monotonic() - started,
     )
-

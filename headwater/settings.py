@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 
 class Settings(BaseSettings):
@@ -25,8 +25,7 @@ class Settings(BaseSettings):
     )
     warehouse_url: str | None = Field(
         default=None,
-        description="A chdb:///abs/path DSN or an http(s):// ClickHouse URL; "
-        "default: chDB at <home>/warehouse.",
+        description="A chdb:///abs/path DSN or an http(s):// ClickHouse URL; default: chDB at <home>/warehouse.",
     )
     warehouse_block: str | None = Field(
         default=None,

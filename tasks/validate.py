@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import pandera.errors as pandera_errors
 import pandera.polars as pa
 import polars as pl
+import pyarrow
 import pyarrow.parquet as pq
 from prefect import task
 from prefect.context import TaskRunContext
@@ -62,7 +64,7 @@ def schema_for(spec: TableSpec, expected: dict[str, Any]) -> pa.DataFrameSchema:
     updates = {}
     for name, value in expected.items():
         if name in spec.schema.columns:
-            checks = list(spec.schema.columns[name].checks) + [pa.Check.equal_to(value)]
+            checks = [*list(spec.schema.columns[name].checks), pa.Check.equal_to(value)]
             updates[name] = {"checks": checks}
     return spec.schema.update_columns(updates)
 
@@ -78,6 +80,21 @@ def collect_failures(failure_cases: pl.DataFrame) -> dict[tuple[str, str], tuple
     }
 
 
+def _frames(path: Path, batch_rows: int) -> Iterator[pl.DataFrame]:
+    """The file's rows as polars frames of at most ``batch_rows`` (one empty frame for no rows)."""
+    parquet = pq.ParquetFile(path)
+    if not parquet.metadata.num_rows:
+        yield pl.DataFrame(parquet.schema_arrow.empty_table())
+        return
+    for batch in parquet.iter_batches(batch_size=batch_rows):
+        yield pl.DataFrame(pa_table_from_batch(batch))
+
+
+def pa_table_from_batch(batch: pyarrow.RecordBatch) -> pyarrow.Table:
+    """One record batch as a table."""
+    return pyarrow.Table.from_batches([batch])
+
+
 def validate_parquet(
     source: str, spec: TableSpec, path: Path, expected: dict[str, Any], batch_rows: int
 ) -> TableValidation:
@@ -85,13 +102,7 @@ def validate_parquet(
     schema = schema_for(spec, expected)
     totals: dict[tuple[str, str], tuple[int, list[str]]] = {}
     rows = 0
-    parquet = pq.ParquetFile(path)
-    batches = parquet.iter_batches(batch_size=batch_rows) if parquet.metadata.num_rows else iter(())
-    frames = (pl.from_arrow(b) for b in batches)
-    if not parquet.metadata.num_rows:
-        frames = iter([pl.from_arrow(parquet.schema_arrow.empty_table())])
-    for frame in frames:
-        assert isinstance(frame, pl.DataFrame)
+    for frame in _frames(path, batch_rows):
         rows += frame.height
         try:
             schema.validate(frame, lazy=True)
@@ -127,9 +138,7 @@ def _content_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
 def validate_table(request: BatchRequest, table: str, path: Path, sha256: str) -> TableValidation:
     """Validate one downloaded table file against its contract model."""
     spec = request.source.table(table)
-    return validate_parquet(
-        request.label, spec, path, expected_values(request), get_settings().validation_batch_rows
-    )
+    return validate_parquet(request.label, spec, path, expected_values(request), get_settings().validation_batch_rows)
 
 
 __all__ = ["CheckFailure", "TableValidation", "validate_parquet", "validate_table"]

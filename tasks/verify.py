@@ -55,9 +55,7 @@ def verify_manifest(request: BatchRequest, manifest: Manifest) -> tuple[Resource
     wanted = [manifest.resource(t) for t in request.ingested_tables]
     for resource in wanted:
         if resource.format != "parquet":
-            raise ManifestError(
-                where, f"{resource.name}: expected format 'parquet', found {resource.format!r}"
-            )
+            raise ManifestError(where, f"{resource.name}: expected format 'parquet', found {resource.format!r}")
     return tuple(wanted)
 
 
@@ -68,9 +66,7 @@ def verify_file(request: BatchRequest, resource: Resource, downloaded: Downloade
     if downloaded.bytes != resource.bytes:
         raise IntegrityError(where, f"size mismatch: expected {resource.bytes} bytes, found {downloaded.bytes}")
     if downloaded.sha256 != resource.sha256:
-        raise IntegrityError(
-            where, f"sha256 mismatch: expected {resource.sha256}, found {downloaded.sha256}"
-        )
+        raise IntegrityError(where, f"sha256 mismatch: expected {resource.sha256}, found {downloaded.sha256}")
     try:
         rows = pq.ParquetFile(downloaded.path).metadata.num_rows
     except (pa.ArrowInvalid, OSError) as error:

@@ -30,18 +30,23 @@ def rows_for(table: str, network: str, day: str) -> int:
     """Rows of one export in a target table (0 when the table does not exist)."""
     if table not in tables():
         return 0
-    return int(query(
-        f"SELECT count() FROM sot.{table} WHERE network = {{n:String}} AND processing_date = {{d:Date}}",
-        {"n": network, "d": day},
-    )[0][0])
+    return int(
+        query(
+            f"SELECT count() FROM sot.{table} WHERE network = {{n:String}} AND processing_date = {{d:Date}}",
+            {"n": network, "d": day},
+        )[0][0]
+    )
 
 
 def batch_ids(table: str, network: str, day: str) -> set[str]:
     """Distinct lineage batch ids of one export in a target table."""
-    return {r[0] for r in query(
-        f"SELECT DISTINCT _batch_id FROM sot.{table} WHERE network = {{n:String}} AND processing_date = {{d:Date}}",
-        {"n": network, "d": day},
-    )}
+    return {
+        r[0]
+        for r in query(
+            f"SELECT DISTINCT _batch_id FROM sot.{table} WHERE network = {{n:String}} AND processing_date = {{d:Date}}",
+            {"n": network, "d": day},
+        )
+    }
 
 
 def manifest_rows(export_dir: Path) -> dict[str, int]:

@@ -71,7 +71,7 @@ def test_two_processes_started_together_both_complete(home: Path, exports: Path,
         n: _start(home, "--network", n, "--date", DAY.isoformat(), "--base-url", server.base_url) for n in expected
     }
     for network, process in processes.items():
-        out, err = process.communicate(timeout=300)
+        _out, err = process.communicate(timeout=300)
         assert process.returncode == 0, f"{network}: {err[-2000:]}"
     for network, rows in expected.items():
         for table in INGESTED:
@@ -89,6 +89,7 @@ def test_retry_sweep_reruns_only_networks_not_loaded(home: Path, exports: Path, 
 
     assert statuses == {"bitcoin": "loaded", "torus": "loaded"}
     swept = server.requests[before:]
-    assert swept and not any("/ethereum/" in path for path in swept)
+    assert swept
+    assert not any("/ethereum/" in path for path in swept)
     assert [r["status"] for r in ledger_runs("sot-ethereum")] == ["loaded"]
     assert sot_retry_sweep(DAY, base_url=server.base_url) == {}

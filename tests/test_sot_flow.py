@@ -48,7 +48,9 @@ def test_happy_path_loads_every_contract_table_and_records_the_run(
     assert run["status"] == "loaded"
     assert run["partition_key"] == f"ethereum/{DAY_S}"
     assert run["rows_loaded"] == sum(expected[t] for t in INGESTED)
-    assert run["bytes"] > 0 and run["manifest_hash"] and run["duration_s"] > 0
+    assert run["bytes"] > 0
+    assert run["manifest_hash"]
+    assert run["duration_s"] > 0
     assert temp_leftovers() == []
     assert not any(t.startswith(("_stg_", "_bak_")) for t in tables())
 
@@ -92,7 +94,8 @@ def test_changed_export_replaces_the_partition_exactly(home: Path, exports: Path
     export = write_export(exports, "ethereum", DAY, 120, salt=1)
     second = ingest_sot("ethereum", DAY, base_url=server.base_url)
 
-    assert second.status == "loaded" and second.batch_id != first.batch_id
+    assert second.status == "loaded"
+    assert second.batch_id != first.batch_id
     for table, rows in manifest_rows(export).items():
         if table in INGESTED:
             assert rows_for(table, "ethereum", DAY_S) == rows
@@ -177,7 +180,10 @@ def _duplicate_keys(export: Path) -> None:
     path = export / "raw_features.parquet"
     frame = pl.read_parquet(path)
     frame = frame.with_columns(
-        pl.when(pl.int_range(pl.len()) == 1).then(pl.col("address").first()).otherwise(pl.col("address")).alias("address")
+        pl.when(pl.int_range(pl.len()) == 1)
+        .then(pl.col("address").first())
+        .otherwise(pl.col("address"))
+        .alias("address")
     )
     frame.write_parquet(path)
     rewrite_manifest(export)
@@ -185,7 +191,11 @@ def _duplicate_keys(export: Path) -> None:
 
 FAILURES = {
     "no_meta": (_remove("META.json"), "manifest_invalid", "META.json: expected at http://"),
-    "missing_file": (_remove("raw_clusters.parquet"), "integrity_failed", "raw_clusters.parquet: listed in META.json"),
+    "missing_file": (
+        _remove("raw_clusters.parquet"),
+        "integrity_failed",
+        "raw_clusters.parquet: listed in META.json",
+    ),
     "wrong_size": (_grow, "integrity_failed", "raw_features.parquet: size mismatch: expected"),
     "wrong_hash": (_flip_byte, "integrity_failed", "raw_clusters.parquet: sha256 mismatch: expected"),
     "bad_json": (_bad_json, "manifest_invalid", "expected valid JSON, found a parse error"),
@@ -289,12 +299,11 @@ def test_persistent_5xx_fails_after_the_last_attempt(
     assert "HTTP 503" in str(raised.value)
     assert server.requests.count(f"/exports/{path}") == 3
     [run] = ledger_runs("sot-ethereum")
-    assert run["status"] == "failed" and "HTTP 503" in run["error"]
+    assert run["status"] == "failed"
+    assert "HTTP 503" in run["error"]
 
 
-def test_publish_failure_restores_tables_already_swapped(
-    home: Path, exports: Path, server: ExportServer
-) -> None:
+def test_publish_failure_restores_tables_already_swapped(home: Path, exports: Path, server: ExportServer) -> None:
     write_export(exports, "ethereum", DAY, 100)
     first = ingest_sot("ethereum", DAY, base_url=server.base_url)
     before = {t: rows_for(t, "ethereum", DAY_S) for t in INGESTED}
@@ -329,7 +338,10 @@ def test_two_networks_concurrently(home: Path, exports: Path, server: ExportServ
         thread.start()
     for thread in threads:
         thread.join(timeout=300)
-    assert {n: getattr(r, "status", r) for n, r in results.items()} == {"ethereum": "loaded", "bitcoin": "loaded"}
+    assert {n: getattr(r, "status", r) for n, r in results.items()} == {
+        "ethereum": "loaded",
+        "bitcoin": "loaded",
+    }
     for network, rows in expected.items():
         for table in INGESTED:
             assert rows_for(table, network, DAY_S) == rows[table]

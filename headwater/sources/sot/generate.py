@@ -24,7 +24,13 @@ from headwater.sources.sot.contract import SOT
 CHUNK_ROWS = 200_000
 TYPOLOGIES = ("mixer", "peel_chain", "layering", "sanctioned_counterparty", "scam", "bridge_hop")
 CLUSTER_TYPES = ("exchange", "service", "entity", "unknown")
-LABELS = (("exchange", "cex"), ("mixer", "privacy"), ("défi-pool", "defi"), ("phishing", "scam"), ("miner", "infra"))
+LABELS = (
+    ("exchange", "cex"),
+    ("mixer", "privacy"),
+    ("défi-pool", "defi"),
+    ("phishing", "scam"),
+    ("miner", "infra"),
+)
 LABEL_SOURCES = ("chainalysis-feed", "community", "internal-heuristics")
 
 
@@ -51,7 +57,12 @@ def _addresses(network: str, ids: np.ndarray) -> pl.Series:
     prefix = {"bitcoin": "bc1q", "torus": "5"}.get(network, "0x")
     mixed = (ids.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) & np.uint64(0xFFFFFFFFFFFF)
     return pl.select(
-        pl.format("{}{}{}", pl.lit(prefix), pl.Series(mixed).cast(pl.String).str.zfill(15), pl.Series(ids).cast(pl.String))
+        pl.format(
+            "{}{}{}",
+            pl.lit(prefix),
+            pl.Series(mixed).cast(pl.String).str.zfill(15),
+            pl.Series(ids).cast(pl.String),
+        )
     ).to_series()
 
 
@@ -74,14 +85,23 @@ def _alerts(network: str, day: date, window: int, rng: np.random.Generator, ids:
     return pl.DataFrame(
         {
             **_common(network, day, window, n),
-            "alert_id": pl.select(pl.format("{}-{}-{}", pl.lit(network[:3]), pl.lit(day.strftime("%Y%m%d")), pl.Series(ids).cast(pl.String).str.zfill(10))).to_series(),
+            "alert_id": pl.select(
+                pl.format(
+                    "{}-{}-{}",
+                    pl.lit(network[:3]),
+                    pl.lit(day.strftime("%Y%m%d")),
+                    pl.Series(ids).cast(pl.String).str.zfill(10),
+                )
+            ).to_series(),
             "address": _addresses(network, rng.integers(0, max(n // 2, 1), n)),
             "typology": pl.Series([TYPOLOGIES[i] for i in range(len(TYPOLOGIES))]).gather(typ),
             "severity": rng.random(n),
             "volume_usd": pl.Series(np.where(volume_null, np.nan, volume)).fill_nan(None),
             "block_number": rng.integers(10_000_000, 21_000_000, n),
             "detected_at": pl.Series(offsets_ms).cast(pl.Duration("ms")) + start,
-            "description": pl.Series(["flagged by rule — see typology"] * n).set(pl.Series(desc_null), None) if n else pl.Series([], dtype=pl.String),
+            "description": pl.Series(["flagged by rule — see typology"] * n).set(pl.Series(desc_null), None)
+            if n
+            else pl.Series([], dtype=pl.String),
         }
     )
 
@@ -160,6 +180,9 @@ BUILDERS: dict[str, tuple[Builder, float]] = {
 
 
 def _chunks(rows: int) -> Iterator[np.ndarray]:
+    """Row ids in chunks; one empty chunk for an empty table (so its file has the schema)."""
+    if rows == 0:
+        yield np.arange(0, dtype=np.int64)
     for start in range(0, rows, CHUNK_ROWS):
         yield np.arange(start, min(rows, start + CHUNK_ROWS), dtype=np.int64)
 
@@ -192,8 +215,6 @@ def write_export(
         rng = np.random.default_rng(_seed(network, processing_date, table, salt))
         rows = int(alerts * share)
         frames = (build(network, processing_date, window_days, rng, ids) for ids in _chunks(rows))
-        if rows == 0:
-            frames = iter([build(network, processing_date, window_days, rng, np.arange(0, dtype=np.int64))])
         counts[table] = write_table(directory / f"{table}.parquet", table, frames)
     created = datetime.combine(processing_date, datetime.min.time(), UTC) + timedelta(minutes=40)
     document = build_manifest(
