@@ -20,5 +20,4 @@ def ledger_connector(settings: Settings | None = None) -> SqlAlchemyConnector:
     if settings.ledger_url:
         return SqlAlchemyConnector(connection_info=settings.ledger_url)
     path = settings.home_dir / "ledger.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
     return SqlAlchemyConnector(connection_info=f"sqlite:///{path}", connect_args={"timeout": 60})

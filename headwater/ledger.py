@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -201,6 +202,9 @@ def open_ledger(settings: Settings | None = None) -> Iterator[Ledger]:
     """A migrated ledger for the duration of the ``with`` block."""
     connector = ledger_connector(settings)
     with connector:
-        ledger = Ledger(connector.get_engine())
+        engine = connector.get_engine()
+        if engine.url.get_backend_name() == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+            Path(str(engine.url.database)).parent.mkdir(parents=True, exist_ok=True)
+        ledger = Ledger(engine)
         ledger.migrate()
         yield ledger
