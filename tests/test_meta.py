@@ -88,12 +88,15 @@ def test_saved_blocks_drive_the_flow(
     get_settings.cache_clear()
 
     loaded = ClickHouseWarehouse.load("test-warehouse")
-    assert loaded.password is not None and loaded.password.get_secret_value() == "not-used-by-chdb"
+    assert loaded.password is not None
+    assert loaded.password.get_secret_value() == "not-used-by-chdb"
     export = write_export(exports, "ethereum", date(2026, 11, 22), 40)
     ingest_sot("ethereum", date(2026, 11, 22), base_url=server.base_url)
 
-    assert warehouse_dir.is_dir() and not (home / "warehouse").exists()
-    assert ledger_file.is_file() and not (home / "ledger.db").exists()
+    assert warehouse_dir.is_dir()
+    assert not (home / "warehouse").exists()
+    assert ledger_file.is_file()
+    assert not (home / "ledger.db").exists()
     assert [r["status"] for r in ledger_runs("sot-ethereum")] == ["loaded"]
     with ClickHouseWarehouse.from_settings().session() as client:
         assert client.command("SELECT count() FROM sot.raw_alerts") == manifest_rows(export)["raw_alerts"]
