@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="headwater-tests-"))
@@ -50,6 +50,18 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     get_settings.cache_clear()
     yield home
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def configure(home: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Set ``HEADWATER_<NAME>`` variables for one test and re-read the settings."""
+
+    def apply(**values: str) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(f"HEADWATER_{name.upper()}", value)
+        get_settings.cache_clear()
+
+    return apply
 
 
 @pytest.fixture

@@ -113,12 +113,9 @@ def test_excluded_table_is_never_loaded(home: Path, exports: Path, server: Expor
 
 
 def test_exclusion_is_configuration_not_code(
-    home: Path, exports: Path, server: ExportServer, monkeypatch: pytest.MonkeyPatch
+    home: Path, exports: Path, server: ExportServer, configure: Callable[..., None]
 ) -> None:
-    from headwater.settings import get_settings
-
-    monkeypatch.setenv("HEADWATER_SOT_EXCLUDED_TABLES", "")
-    get_settings.cache_clear()
+    configure(sot_excluded_tables="")
     export = write_export(exports, "torus", DAY, 100)
     ingest_sot("torus", DAY, base_url=server.base_url)
     assert rows_for("raw_money_flows", "torus", DAY_S) == manifest_rows(export)["raw_money_flows"]
@@ -284,12 +281,9 @@ def test_http_404_is_not_retried(home: Path, exports: Path, server: ExportServer
 
 
 def test_persistent_5xx_fails_after_the_last_attempt(
-    home: Path, exports: Path, server: ExportServer, monkeypatch: pytest.MonkeyPatch
+    home: Path, exports: Path, server: ExportServer, configure: Callable[..., None]
 ) -> None:
-    from headwater.settings import get_settings
-
-    monkeypatch.setenv("HEADWATER_HTTP_ATTEMPTS", "3")
-    get_settings.cache_clear()
+    configure(http_attempts="3")
     write_export(exports, "ethereum", DAY, 100)
     path = f"ethereum/{DAY_S}/META.json"
     server.fail(path, 503, 503, 503, 503)
@@ -351,13 +345,10 @@ def test_two_networks_concurrently(home: Path, exports: Path, server: ExportServ
 
 
 def test_arrow_ingest_path_matches_file_path(
-    home: Path, exports: Path, server: ExportServer, monkeypatch: pytest.MonkeyPatch
+    home: Path, exports: Path, server: ExportServer, configure: Callable[..., None]
 ) -> None:
     """The server-side ingest path (Arrow batches through the client), run on chDB."""
-    from headwater.settings import get_settings
-
-    monkeypatch.setenv("HEADWATER_WAREHOUSE_INGEST", "arrow")
-    get_settings.cache_clear()
+    configure(warehouse_ingest="arrow")
     export = write_export(exports, "ethereum", DAY, 300)
     outcome = ingest_sot("ethereum", DAY, base_url=server.base_url)
     for table in INGESTED:
