@@ -39,7 +39,10 @@ POOLS = (
     PoolSpec(
         name="headwater",
         description="Headwater ingestion flows (process workers).",
-        queues=(QueueSpec("sot", priority=1, description="SOT daily exports"),),
+        queues=(
+            QueueSpec("sot", priority=1, description="SOT daily exports"),
+            QueueSpec("maintenance", priority=5, concurrency_limit=1, description="Health checks and retention"),
+        ),
     ),
 )
 

@@ -5,7 +5,8 @@ Command line (the contract's interface)::
     python -m flows.sot --network ethereum --date 2026-11-22 --base-url http://127.0.0.1:8000/exports
 
 exits 0 when the export was loaded or was already loaded unchanged, and 1 with a
-one-line reason on stderr when it failed.
+one-line reason on stderr when it failed or was skipped because the source's circuit
+is open.
 """
 
 from __future__ import annotations
@@ -101,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         outcome = ingest_sot(args.network, args.date, args.window_days, args.base_url)
     except Exception as error:  # the one-line reason is the contract; the traceback is in the logs
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    if outcome.error:
+        print(f"error: {outcome.error}", file=sys.stderr)
         return 1
     print(f"{outcome.instance} {outcome.partition_key}: {outcome.status} {outcome.rows_by_table}")
     return 0

@@ -1,4 +1,4 @@
-"""The metadata ledger: every run attempt, every loaded dataset version.
+"""The metadata ledger: every run attempt, dataset versions, source state and health.
 
 Reached through prefect-sqlalchemy's ``SqlAlchemyConnector`` (SQLite at
 ``<home>/ledger.db`` by default, PostgreSQL in production) with SQLAlchemy Core,
@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from blocks.ledger import ledger_connector
 from headwater.settings import Settings
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 
@@ -45,7 +45,11 @@ runs = sa.Table(
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("duration_s", sa.Float, nullable=True),
+    sa.Column("rows_fetched", sa.BigInteger, nullable=True),
     sa.Column("rows_loaded", sa.BigInteger, nullable=True),
+    sa.Column("rows_rejected", sa.BigInteger, nullable=True),
+    sa.Column("rows_deduplicated", sa.BigInteger, nullable=True),
+    sa.Column("quality_score", sa.Float, nullable=True),
     sa.Column("rows_by_table", sa.Text, nullable=True),
     sa.Column("bytes", sa.BigInteger, nullable=True),
     sa.Column("manifest_hash", sa.String(64), nullable=True),
@@ -68,7 +72,33 @@ dataset_versions = sa.Table(
     sa.Index("ix_dataset_versions_partition", "instance", "partition_key", "loaded_at"),
 )
 
+source_state = sa.Table(
+    "source_state",
+    metadata,
+    sa.Column("instance", sa.String(128), primary_key=True),
+    sa.Column("key", sa.String(256), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+source_health = sa.Table(
+    "source_health",
+    metadata,
+    sa.Column("instance", sa.String(128), primary_key=True),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("circuit_state", sa.String(16), nullable=False),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False),
+    sa.Column("opened_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_success_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_failure_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("freshness", sa.String(16), nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 RUNNING, LOADED, UNCHANGED, FAILED = "running", "loaded", "unchanged", "failed"
+SKIPPED_CIRCUIT_OPEN = "skipped_circuit_open"
+SUCCESSES = frozenset({LOADED, UNCHANGED})
 
 
 @dataclass
@@ -82,6 +112,10 @@ class RunRecord:
     manifest_hash: str | None = None
     error_kind: str | None = None
     error: str | None = None
+    rows_fetched: int | None = None
+    rows_rejected: int | None = None
+    rows_deduplicated: int | None = None
+    quality_score: float | None = None
 
 
 def _now() -> datetime:
@@ -94,6 +128,11 @@ def _as_utc(value: datetime | None) -> datetime | None:
     return value
 
 
+def _row(mapping: Any) -> dict[str, Any]:
+    """A result row as a dict, datetimes as aware UTC (SQLite returns them naive)."""
+    return {k: _as_utc(v) if isinstance(v, datetime) else v for k, v in mapping.items()}
+
+
 class Ledger:
     """Run and dataset-version bookkeeping on one SQLAlchemy engine."""
 
@@ -101,12 +140,38 @@ class Ledger:
         self.engine = engine
 
     def migrate(self) -> None:
-        """Create missing tables and record the schema version (idempotent)."""
+        """Bring the schema to ``SCHEMA_VERSION`` (idempotent).
+
+        New tables are created; columns added since an older version are added with
+        ``ALTER TABLE … ADD COLUMN`` (all added columns are nullable), then the version
+        is recorded.
+        """
         metadata.create_all(self.engine)
         with self.engine.begin() as conn:
             current = conn.execute(sa.select(ledger_info.c.value).where(ledger_info.c.key == "schema_version")).scalar()
+            if current is not None and int(current) >= SCHEMA_VERSION:
+                return
+            inspector = sa.inspect(conn)
+            for table in metadata.sorted_tables:
+                present = {c["name"] for c in inspector.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in present:
+                        ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
+                        conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
             if current is None:
                 conn.execute(ledger_info.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            else:
+                conn.execute(
+                    ledger_info.update().where(ledger_info.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
+                )
+
+    def schema_version(self) -> int:
+        """The schema version recorded in the ledger."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(ledger_info.c.value).where(ledger_info.c.key == "schema_version")
+            ).scalar_one()
+        return int(value)
 
     def start_run(
         self,
@@ -131,6 +196,28 @@ class Ledger:
                 )
             )
 
+    def record_skip(
+        self, *, run_id: str, flow_run_id: str | None, source: str, instance: str, partition_key: str, reason: str
+    ) -> None:
+        """Record a run that did nothing because the source's circuit is open."""
+        now = _now()
+        with self.engine.begin() as conn:
+            conn.execute(
+                runs.insert().values(
+                    run_id=run_id,
+                    flow_run_id=flow_run_id,
+                    source=source,
+                    instance=instance,
+                    partition_key=partition_key,
+                    status=SKIPPED_CIRCUIT_OPEN,
+                    started_at=now,
+                    finished_at=now,
+                    duration_s=0.0,
+                    error_kind="circuit_open",
+                    error=reason,
+                )
+            )
+
     def finish_run(self, run_id: str, record: RunRecord) -> None:
         """Record a run's outcome; a ``loaded`` run also becomes the partition's current version."""
         finished = _now()
@@ -146,7 +233,11 @@ class Ledger:
                     batch_id=record.batch_id,
                     finished_at=finished,
                     duration_s=(finished - started).total_seconds() if started else None,
+                    rows_fetched=record.rows_fetched,
                     rows_loaded=rows_loaded if record.status == LOADED else 0 if record.status == UNCHANGED else None,
+                    rows_rejected=record.rows_rejected,
+                    rows_deduplicated=record.rows_deduplicated,
+                    quality_score=record.quality_score,
                     rows_by_table=json.dumps(record.rows_by_table, sort_keys=True) if record.rows_by_table else None,
                     bytes=record.bytes,
                     manifest_hash=record.manifest_hash,
@@ -184,17 +275,69 @@ class Ledger:
                 .mappings()
                 .first()
             )
-        return dict(row) if row else None
+        return _row(row) if row else None
 
-    def runs_for(self, instance: str | None = None, partition_key: str | None = None) -> list[Mapping[str, Any]]:
-        """Run rows, oldest first, optionally for one instance and partition."""
-        query = sa.select(runs).order_by(runs.c.started_at, runs.c.run_id)
+    def runs_for(
+        self, instance: str | None = None, partition_key: str | None = None, newest: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Run rows, oldest first, optionally for one instance and partition, or only the newest N."""
+        query = sa.select(runs)
         if instance is not None:
             query = query.where(runs.c.instance == instance)
         if partition_key is not None:
             query = query.where(runs.c.partition_key == partition_key)
+        if newest is not None:
+            query = query.order_by(runs.c.started_at.desc(), runs.c.run_id.desc()).limit(newest)
+        else:
+            query = query.order_by(runs.c.started_at, runs.c.run_id)
         with self.engine.connect() as conn:
-            return [dict(row) for row in conn.execute(query).mappings().all()]
+            rows = [_row(row) for row in conn.execute(query).mappings().all()]
+        return rows[::-1] if newest is not None else rows
+
+    def instances(self) -> list[str]:
+        """Every source instance that has run at least once."""
+        with self.engine.connect() as conn:
+            return sorted(conn.execute(sa.select(runs.c.instance).distinct()).scalars())
+
+    def health(self, instance: str) -> dict[str, Any] | None:
+        """The instance's health row (circuit, failures, last success), or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(source_health).where(source_health.c.instance == instance)).mappings().first()
+        return _row(row) if row else None
+
+    def save_health(self, instance: str, source: str, **values: Any) -> None:
+        """Insert or update the instance's health row with ``values``."""
+        values["updated_at"] = _now()
+        with self.engine.begin() as conn:
+            updated = conn.execute(
+                source_health.update().where(source_health.c.instance == instance).values(**values)
+            ).rowcount
+            if not updated:
+                defaults = {"circuit_state": "closed", "consecutive_failures": 0}
+                conn.execute(source_health.insert().values(instance=instance, source=source, **{**defaults, **values}))
+
+    def get_state(self, instance: str, key: str) -> str | None:
+        """A stored value of the instance (e.g. an incremental cursor), or None."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(source_state.c.value).where(source_state.c.instance == instance, source_state.c.key == key)
+            ).scalar()
+
+    def set_state(self, instance: str, key: str, value: str) -> None:
+        """Store a value of the instance (insert or replace)."""
+        with self.engine.begin() as conn:
+            updated = conn.execute(
+                source_state.update()
+                .where(source_state.c.instance == instance, source_state.c.key == key)
+                .values(value=value, updated_at=_now())
+            ).rowcount
+            if not updated:
+                conn.execute(source_state.insert().values(instance=instance, key=key, value=value, updated_at=_now()))
+
+    def delete_runs_before(self, cutoff: datetime) -> int:
+        """Delete run rows that started before ``cutoff``; returns how many."""
+        with self.engine.begin() as conn:
+            return int(conn.execute(runs.delete().where(runs.c.started_at < cutoff)).rowcount)
 
 
 @contextmanager

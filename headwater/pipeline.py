@@ -19,13 +19,13 @@ from blocks.warehouse import ClickHouseWarehouse
 from headwater.batch import BatchRequest
 from headwater.errors import HeadwaterError
 from headwater.http import DownloadedFile
-from headwater.ledger import FAILED, LOADED, UNCHANGED, RunRecord
+from headwater.ledger import FAILED, LOADED, SKIPPED_CIRCUIT_OPEN, UNCHANGED, RunRecord
 from headwater.logs import run_logger
 from headwater.manifest import Manifest, Resource
 from headwater.settings import get_settings
 from tasks.cleanup import cleanup_run
 from tasks.load import load_batch
-from tasks.record import is_unchanged, record_outcome, record_start
+from tasks.record import check_gate, is_unchanged, record_outcome, record_start
 from tasks.validate import validate_table
 from tasks.verify import verify_file, verify_manifest
 
@@ -68,6 +68,14 @@ def run_batch(request: BatchRequest, fetch_manifest: FetchManifest, fetch_resour
     """Run one batch through the pipeline; raise the batch's error after recording it."""
     logger = run_logger()
     started = time.monotonic()
+    gate = check_gate(request, _flow_run_id())
+    if not gate.allowed:
+        return BatchOutcome(
+            instance=request.instance,
+            partition_key=request.partition_key,
+            status=SKIPPED_CIRCUIT_OPEN,
+            error=gate.reason,
+        )
     record_start(request, _flow_run_id())
     workdir = make_workdir(request)
     warehouse: ClickHouseWarehouse | None = None

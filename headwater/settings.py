@@ -66,11 +66,41 @@ class Settings(BaseSettings):
         default=["raw_money_flows"], description="Published tables that are deliberately not ingested."
     )
 
+    circuit_threshold: int = Field(default=5, ge=1, description="Consecutive failed runs that open a source's circuit.")
+    circuit_thresholds: dict[str, int] = Field(
+        default_factory=dict,
+        description='Per source or instance overrides, JSON: {"sot-ethereum": 3, "openaq": 10}.',
+    )
+    circuit_cooldown_s: float = Field(
+        default=3600.0, ge=0, description="How long an open circuit waits before one probe run (half-open)."
+    )
+    reliability_window: int = Field(default=20, ge=1, description="Recent runs the reliability score weighs.")
+    freshness_grace_s: float = Field(
+        default=3600.0, ge=0, description="Slack after a scheduled run before a source counts as late."
+    )
+    quality_alert_threshold: float = Field(
+        default=0.9, ge=0, le=1, description="A batch whose quality score is below this raises an alert event."
+    )
+    prefect_yaml: Path = Field(
+        default=Path(__file__).resolve().parents[1] / "prefect.yaml",
+        description="The deployments file whose schedules give each source's expected cadence.",
+    )
+    alert_blocks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Notification blocks alerts go to, as type/name (e.g. slack-webhook/ops).",
+    )
+    retention_ledger_days: int = Field(default=90, ge=1, description="Ledger runs older than this are deleted.")
+    retention_tmp_hours: float = Field(default=24.0, ge=0, description="Temp dirs older than this are orphans.")
+    retention_days: dict[str, int] = Field(
+        default_factory=dict,
+        description='Warehouse partitions kept per source, JSON: {"sot": 400}; sources not named keep all.',
+    )
+
     validation_batch_rows: int = Field(
         default=250_000, ge=1, description="Rows per record batch when validating a Parquet file."
     )
 
-    @field_validator("sot_networks", "sot_excluded_tables", mode="before")
+    @field_validator("sot_networks", "sot_excluded_tables", "alert_blocks", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):

@@ -14,13 +14,15 @@ class SourceSpec:
 
     ``partition_columns`` name the columns that identify one batch (they are in every
     table and are the ClickHouse partition key); ``constant_columns`` are further
-    columns whose value is fixed per batch by the manifest (e.g. ``window_days``).
+    columns whose value is fixed per batch by the manifest (e.g. ``window_days``);
+    ``date_column`` is the partition column that retention compares with its cutoff.
     """
 
     name: str
     tables: Mapping[str, TableSpec]
     partition_columns: tuple[str, ...]
     constant_columns: tuple[str, ...] = ()
+    date_column: str | None = None
 
     def table(self, name: str) -> TableSpec:
         """The spec of table ``name``; KeyError when the contract has no such table."""

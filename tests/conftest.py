@@ -14,11 +14,13 @@ os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(_SESSION_DIR / "prefect-results")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 import pytest  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
 from headwater.export_server import ExportServer  # noqa: E402
 from headwater.settings import get_settings  # noqa: E402
+from tests.postgres import postgres_bin, postgres_server  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -77,3 +79,29 @@ def server(exports: Path) -> Iterator[ExportServer]:
     """A real HTTP server on 127.0.0.1 serving ``exports``."""
     with ExportServer(exports) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for the session (CI installs it; elsewhere skipped when absent)."""
+    if postgres_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide PostgreSQL (apt-get install postgresql)")
+        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_backend(request: pytest.FixtureRequest, home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test once on the SQLite ledger and once on a fresh PostgreSQL database."""
+    if request.param == "postgresql":
+        server_url = request.getfixturevalue("postgres_url")
+        name = f"ledger_{os.urandom(6).hex()}"
+        engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE {name}"))
+        engine.dispose()
+        monkeypatch.setenv("HEADWATER_LEDGER_URL", server_url.rsplit("/", 1)[0] + f"/{name}")
+        get_settings.cache_clear()
+    return str(request.param)

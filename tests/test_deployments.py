@@ -16,7 +16,10 @@ EXPECTED = {
     "sot-bitcoin": ("ingest-sot", "sot-bitcoin-daily", "15 1 * * *"),
     "sot-torus": ("ingest-sot", "sot-torus-daily", "30 1 * * *"),
     "sot-retry-sweep": ("sot-retry-sweep", "sot-retry-sweep-daily", "0 3 * * *"),
+    "health": ("source-health", "health-hourly", "5 * * * *"),
+    "retention": ("retention", "retention-weekly", "30 4 * * 0"),
 }
+QUEUES = {"health": "maintenance", "retention": "maintenance"}
 
 
 def test_prefect_yaml_declares_the_sot_schedules() -> None:
@@ -53,6 +56,7 @@ def test_deploy_all_against_a_real_server(tmp_path: Path) -> None:
             assert schedule["slug"] == slug
             assert schedule["active"] is True
             assert (schedule["schedule"]["cron"], schedule["schedule"]["timezone"]) == (cron, "UTC")
-            assert (deployment["work_pool_name"], deployment["work_queue_name"]) == ("headwater", "sot")
+            queue = QUEUES.get(name, "sot")
+            assert (deployment["work_pool_name"], deployment["work_queue_name"]) == ("headwater", queue)
             assert deployment["global_concurrency_limit"]["limit"] == 1
         assert by_name["sot-bitcoin"]["parameters"] == {"network": "bitcoin", "window_days": 195}

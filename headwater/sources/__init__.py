@@ -1,1 +1,13 @@
 """Source specs: what each source publishes. The pipeline itself is shared."""
+
+from __future__ import annotations
+
+from headwater.settings import Settings, get_settings
+from headwater.sources.sot.contract import SOT
+from headwater.spec import SourceSpec
+
+
+def registered_sources(settings: Settings | None = None) -> list[tuple[SourceSpec, str]]:
+    """Every source Headwater ingests, with the ClickHouse database it loads into."""
+    settings = settings or get_settings()
+    return [(SOT, settings.sot_database)]

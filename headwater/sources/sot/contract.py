@@ -95,6 +95,7 @@ SOT = SourceSpec(
     name="sot",
     partition_columns=("network", "processing_date"),
     constant_columns=("window_days",),
+    date_column="processing_date",
     tables={
         spec.name: spec
         for spec in (
