@@ -26,6 +26,12 @@ from headwater.logs import run_logger
 from headwater.tables import TableSpec, table_ddl
 
 ARROW_BATCH_ROWS = 200_000
+# Smaller insert blocks: measured on chDB, lower peak memory and a faster insert than the defaults.
+FILE_INSERT_SETTINGS = {
+    "max_insert_block_size": 262_144,
+    "min_insert_block_size_rows": 262_144,
+    "min_insert_block_size_bytes": 0,
+}
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,8 @@ def stage_parquet(
         client.command(
             f"INSERT INTO {target} ({columns}, `_batch_id`, `_loaded_at`) "
             f"SELECT {columns}, {format_query_value(batch_id)}, now64(3, 'UTC') "
-            f"FROM file({format_query_value(str(path.resolve()))}, Parquet)"
+            f"FROM file({format_query_value(str(path.resolve()))}, Parquet)",
+            settings=FILE_INSERT_SETTINGS,
         )
     elif mode == "arrow":
         _stage_arrow(client, target, spec, path, batch_id)

@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     )
 
     validation_batch_rows: int = Field(
-        default=250_000, ge=1, description="Rows per record batch when validating a Parquet file."
+        default=1_000_000, ge=1, description="Rows per batch when validating a Parquet file (bounds memory)."
     )
 
     @field_validator("sot_networks", "sot_excluded_tables", "alert_blocks", mode="before")

@@ -232,7 +232,10 @@ def test_bad_export_fails_specifically_and_leaves_nothing(
     assert not any(t.startswith(("_stg_", "_bak_")) for t in tables())
 
 
-def test_schema_violation_reports_every_failing_check(home: Path, exports: Path, server: ExportServer) -> None:
+def test_schema_violation_reports_every_failing_check(
+    home: Path, exports: Path, server: ExportServer, configure: Callable[..., None]
+) -> None:
+    configure(validation_batch_rows="4")  # failures span several batches; counts add up
     export = write_export(exports, "ethereum", DAY, 150)
     _schema_violation(export)
     with pytest.raises(HeadwaterError) as raised:
