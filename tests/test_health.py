@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from prefect import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.sorting import ArtifactSort
 
 from flows.health import main as health_main
 from flows.health import report_health
@@ -210,6 +213,12 @@ def test_health_flow_records_freshness_and_returns_rows(
     ingest_sot("torus", DAY, base_url=server.base_url)
     rows = {r["name"]: r for r in report_health()}
     assert rows["sot-torus"]["state"] == "fresh"
+    with get_client(sync_client=True) as client:
+        [artifact] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["source-health"])), limit=1
+        )
+    assert artifact.type == "table"
+    assert "sot-torus" in str(artifact.data)
     with open_ledger() as ledger:
         assert ledger.health("sot-torus")["freshness"] == "fresh"  # type: ignore[index]
         assert ledger.health("sot-bitcoin")["freshness"] == "never"  # type: ignore[index]
