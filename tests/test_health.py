@@ -215,7 +215,9 @@ def test_health_flow_records_freshness_and_returns_rows(
     assert rows["sot-torus"]["state"] == "fresh"
     with get_client(sync_client=True) as client:
         [artifact] = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["source-health"])), limit=1
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["source-health"])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
         )
     assert artifact.type == "table"
     assert "sot-torus" in str(artifact.data)
