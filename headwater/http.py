@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 import httpx
@@ -32,6 +34,36 @@ from headwater.settings import Settings, get_settings
 
 CHUNK_BYTES = 1 << 20
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+T = TypeVar("T")
+
+
+class HostRateLimiter:
+    """At most ``rate`` requests per second per host, shared by every thread of the process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next_slot: dict[str, float] = {}
+
+    def wait(self, url: str, rate: float | None) -> None:
+        """Block until a request to ``url``'s host is allowed."""
+        if not rate:
+            return
+        host = urlparse(url).netloc
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next_slot.get(host, now))
+            self._next_slot[host] = slot + 1.0 / rate
+        if slot > now:
+            time.sleep(slot - now)
+
+
+RATE_LIMITER = HostRateLimiter()
+
+
+def host_rate(url: str, settings: Settings | None = None) -> float | None:
+    """The configured requests-per-second limit of ``url``'s host, if any."""
+    limits = (settings or get_settings()).http_rate_limits
+    return limits.get(urlparse(url).hostname or "")
 
 
 @dataclass(frozen=True)
@@ -78,7 +110,7 @@ def raise_for_status(source: str, url: str, response: httpx.Response) -> None:
 
 
 class _BackoffWait:
-    """Exponential backoff with jitter, stretched to the server's Retry-After."""
+    """Exponential backoff with jitter, stretched to the server's Retry-After (capped)."""
 
     def __init__(self, settings: Settings) -> None:
         self._exponential = wait_exponential_jitter(
@@ -86,13 +118,13 @@ class _BackoffWait:
             max=settings.http_backoff_max_s,
             jitter=settings.http_backoff_initial_s,
         )
-        self._max = settings.http_backoff_max_s
+        self._retry_after_max = settings.http_retry_after_max_s
 
     def __call__(self, state: RetryCallState) -> float:
         delay = self._exponential(state)
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, TransientFetchError) and error.retry_after_s is not None:
-            delay = max(delay, min(error.retry_after_s, self._max))
+            delay = max(delay, min(error.retry_after_s, self._retry_after_max))
         return float(delay)
 
 
@@ -125,6 +157,7 @@ def _translate_transport_errors(source: str, url: str) -> Iterator[None]:
 def _stream_http(client: httpx.Client, source: str, url: str, dest: Path) -> DownloadedFile:
     digest = hashlib.sha256()
     size = 0
+    RATE_LIMITER.wait(url, host_rate(url))
     with _translate_transport_errors(source, url), client.stream("GET", url) as response:
         raise_for_status(source, url, response)
         with dest.open("wb") as out:
@@ -147,6 +180,48 @@ def _copy_local(source: str, url: str, dest: Path) -> DownloadedFile:
             out.write(chunk)
             size += len(chunk)
     return DownloadedFile(url=url, path=dest, bytes=size, sha256=digest.hexdigest())
+
+
+def _get(
+    client: httpx.Client, source: str, url: str, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None
+) -> httpx.Response:
+    RATE_LIMITER.wait(url, host_rate(url))
+    with _translate_transport_errors(source, url):
+        response = client.get(url, params=params, headers=headers)
+    raise_for_status(source, str(response.request.url), response)
+    return response
+
+
+def get(
+    source: str,
+    url: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    client: httpx.Client | None = None,
+) -> httpx.Response:
+    """GET with the retry policy and the host's rate limit; raises the matching Headwater error."""
+    owned = client is None
+    http = client or make_client()
+    try:
+        for attempt in retrying():
+            with attempt:
+                return _get(http, source, url, params, headers)
+    finally:
+        if owned:
+            http.close()
+    raise AssertionError("unreachable: tenacity re-raises the last error")
+
+
+def paginate(fetch_page: Callable[[int], tuple[T, int]], first: int = 1) -> Iterator[T]:
+    """Yield pages from ``fetch_page(n) -> (page, total_pages)`` until the last page."""
+    page = first
+    while True:
+        content, pages = fetch_page(page)
+        yield content
+        if page >= pages:
+            return
+        page += 1
 
 
 def download_file(source: str, url: str, dest: Path, client: httpx.Client | None = None) -> DownloadedFile:

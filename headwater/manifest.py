@@ -129,8 +129,19 @@ def parse_manifest(where: str, raw: bytes) -> Manifest:
         partition={str(k): str(v) for k, v in partition.items()},
         constants=constants,
         resources=tuple(resources),
-        content_hash=hashlib.sha256(raw).hexdigest(),
+        content_hash=content_hash(doc),
     )
+
+
+def content_hash(document: dict[str, Any]) -> str:
+    """SHA-256 of the manifest in canonical JSON, without ``created``.
+
+    Two manifests that list the same files (names, sizes, hashes, rows) for the same
+    partition have the same content hash, whenever they were written: a republished
+    export, or an API source fetching the same data again, is ``unchanged``.
+    """
+    canonical = {k: v for k, v in document.items() if k != "created"}
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def sha256_file(path: Path) -> str:

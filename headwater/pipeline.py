@@ -85,6 +85,7 @@ def run_batch(request: BatchRequest, fetch_manifest: FetchManifest, fetch_resour
         record.manifest_hash = manifest.content_hash
         resources = verify_manifest(request, manifest)
         record.bytes = sum(r.bytes for r in resources)
+        record.rows_fetched = sum(r.rows for r in resources)
         if is_unchanged(request, manifest.content_hash):
             record.status = UNCHANGED
             record.batch_id = request.batch_id(manifest.content_hash)

@@ -53,7 +53,19 @@ class Settings(BaseSettings):
     http_attempts: int = Field(default=4, ge=1, description="Attempts per request on transient errors.")
     http_backoff_initial_s: float = Field(default=1.0, ge=0, description="First retry delay.")
     http_backoff_max_s: float = Field(default=60.0, ge=0, description="Longest retry delay.")
+    http_retry_after_max_s: float = Field(
+        default=300.0, ge=0, description="Longest Retry-After a request waits for before its next attempt."
+    )
     http_user_agent: str = Field(default="headwater/0.1 (+https://github.com/headwater)")
+    http_rate_limits: dict[str, float] = Field(
+        default_factory=lambda: {
+            "api.worldbank.org": 5.0,
+            "fenixservices.fao.org": 2.0,
+            "rplumber.ilo.org": 2.0,
+            "overpass-api.de": 0.5,
+        },
+        description='Requests per second per host, JSON: {"api.worldbank.org": 5}.',
+    )
 
     sot_base_url: str | None = Field(
         default=None, description="Where SOT exports live, e.g. https://sot.example/exports."
@@ -95,6 +107,9 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Warehouse partitions kept per source, JSON: {"sot": 400}; sources not named keep all.',
     )
+
+    worldbank_base_url: str | None = Field(default=None, description="World Bank API root (default: public).")
+    worldbank_database: str = Field(default="worldbank", description="ClickHouse database of World Bank tables.")
 
     validation_batch_rows: int = Field(
         default=1_000_000, ge=1, description="Rows per batch when validating a Parquet file (bounds memory)."

@@ -6,11 +6,16 @@ validation all derive from the model, so a column is declared exactly once.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import pandera.polars as pa
 import polars as pl
+import pyarrow
+import pyarrow.parquet as pq
 from clickhouse_connect.driver.binding import quote_identifier
 
 LINEAGE_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -44,6 +49,33 @@ def clickhouse_type(dtype: pl.DataType, nullable: bool) -> str:
     else:
         base = _SIMPLE_TYPES.get(type(dtype)) or _SIMPLE_TYPES[dtype.base_type()]
     return f"Nullable({base})" if nullable else base
+
+
+_ARROW_TYPES: dict[str, pyarrow.DataType] = {
+    "String": pyarrow.string(),
+    "Date": pyarrow.date32(),
+    "Float64": pyarrow.float64(),
+    "Float32": pyarrow.float32(),
+    "Int64": pyarrow.int64(),
+    "Int32": pyarrow.int32(),
+    "Int16": pyarrow.int16(),
+    "Int8": pyarrow.int8(),
+    "UInt64": pyarrow.uint64(),
+    "UInt32": pyarrow.uint32(),
+    "UInt16": pyarrow.uint16(),
+    "UInt8": pyarrow.uint8(),
+    "Bool": pyarrow.bool_(),
+}
+
+
+def arrow_type(clickhouse: str) -> pyarrow.DataType:
+    """The Arrow type a Parquet file uses for a ClickHouse column type."""
+    inner = re.fullmatch(r"Nullable\((.*)\)", clickhouse)
+    base = inner.group(1) if inner else clickhouse
+    stamp = re.fullmatch(r"DateTime64\((\d), '([^']+)'\)", base)
+    if stamp:
+        return pyarrow.timestamp({"3": "ms", "6": "us", "9": "ns"}[stamp.group(1)], tz=stamp.group(2))
+    return _ARROW_TYPES[base]
 
 
 @dataclass(frozen=True)
@@ -82,6 +114,11 @@ class TableSpec:
         return tuple(column.name for column in self.columns)
 
     @property
+    def arrow_schema(self) -> pyarrow.Schema:
+        """The Arrow schema of the table's Parquet files."""
+        return pyarrow.schema([pyarrow.field(c.name, arrow_type(c.clickhouse_type)) for c in self.columns])
+
+    @property
     def sort_key(self) -> tuple[str, ...]:
         """ClickHouse ``ORDER BY`` columns: explicit, else the key."""
         return self.order_by or self.key
@@ -97,3 +134,14 @@ def table_ddl(spec: TableSpec, database: str, table: str, partition_by: tuple[st
         f"CREATE TABLE IF NOT EXISTS {quote_identifier(database)}.{quote_identifier(table)} (\n  {body}\n)\n"
         f"ENGINE = MergeTree\nPARTITION BY ({partition})\nORDER BY ({order})"
     )
+
+
+def write_parquet(path: Path, spec: TableSpec, frames: Iterable[pl.DataFrame]) -> int:
+    """Write polars frames as one ZSTD Parquet file with the table's Arrow schema; returns rows."""
+    schema = spec.arrow_schema
+    rows = 0
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for frame in frames:
+            writer.write_table(frame.to_arrow().select(schema.names).cast(schema))
+            rows += frame.height
+    return rows

@@ -132,7 +132,7 @@ def test_retry_after_stretches_the_backoff(
             self.attempt_number = 1
             self.outcome = type("O", (), {"exception": lambda _self: error})()
 
-    wait = _BackoffWait(Settings(http_backoff_initial_s=0.01, http_backoff_max_s=30))
+    wait = _BackoffWait(Settings(http_backoff_initial_s=0.01, http_backoff_max_s=0.05, http_retry_after_max_s=30))
     assert wait(_State(TransientFetchError("s", "u", "HTTP 429", 429, retry_after_s=7))) >= 7  # type: ignore[arg-type]
     assert wait(_State(TransientFetchError("s", "u", "HTTP 429", 429, retry_after_s=900))) <= 30  # type: ignore[arg-type]
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from headwater.settings import Settings, get_settings
 from headwater.sources.sot.contract import SOT
+from headwater.sources.worldbank import WORLDBANK
 from headwater.spec import SourceSpec
 
 
 def registered_sources(settings: Settings | None = None) -> list[tuple[SourceSpec, str]]:
     """Every source Headwater ingests, with the ClickHouse database it loads into."""
     settings = settings or get_settings()
-    return [(SOT, settings.sot_database)]
+    return [(SOT, settings.sot_database), (WORLDBANK, settings.worldbank_database)]

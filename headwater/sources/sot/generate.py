@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from headwater.manifest import build_manifest, write_manifest
 from headwater.sources.sot.contract import SOT
+from headwater.tables import write_parquet
 
 CHUNK_ROWS = 200_000
 TYPOLOGIES = ("mixer", "peel_chain", "layering", "sanctioned_counterparty", "scam", "bridge_hop")
@@ -32,20 +31,6 @@ LABELS = (
     ("miner", "infra"),
 )
 LABEL_SOURCES = ("chainalysis-feed", "community", "internal-heuristics")
-
-
-def _arrow_schema(table: str) -> pa.Schema:
-    mapping = {
-        "String": pa.string(),
-        "Nullable(String)": pa.string(),
-        "Date": pa.date32(),
-        "Int16": pa.int16(),
-        "Int64": pa.int64(),
-        "Float64": pa.float64(),
-        "Nullable(Float64)": pa.float64(),
-        "DateTime64(3, 'UTC')": pa.timestamp("ms", tz="UTC"),
-    }
-    return pa.schema([pa.field(c.name, mapping[c.clickhouse_type]) for c in SOT.table(table).columns])
 
 
 def _seed(network: str, processing_date: date, table: str, salt: int) -> int:
@@ -187,17 +172,6 @@ def _chunks(rows: int) -> Iterator[np.ndarray]:
         yield np.arange(start, min(rows, start + CHUNK_ROWS), dtype=np.int64)
 
 
-def write_table(path: Path, table: str, frames: Iterator[pl.DataFrame]) -> int:
-    """Write polars frames as one Parquet file with the contract's Arrow schema; returns rows."""
-    schema = _arrow_schema(table)
-    rows = 0
-    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        for frame in frames:
-            writer.write_table(frame.to_arrow().select(schema.names).cast(schema))
-            rows += frame.height
-    return rows
-
-
 def write_export(
     root: Path,
     network: str,
@@ -215,7 +189,7 @@ def write_export(
         rng = np.random.default_rng(_seed(network, processing_date, table, salt))
         rows = int(alerts * share)
         frames = (build(network, processing_date, window_days, rng, ids) for ids in _chunks(rows))
-        counts[table] = write_table(directory / f"{table}.parquet", table, frames)
+        counts[table] = write_parquet(directory / f"{table}.parquet", SOT.table(table), frames)
     created = datetime.combine(processing_date, datetime.min.time(), UTC) + timedelta(minutes=40)
     document = build_manifest(
         directory,

@@ -1,0 +1,196 @@
+"""Alerts as code: ``python -m deployments.automations`` creates or updates Headwater's automations.
+
+Each automation reacts to one kind of event and sends a notification to every block
+named in ``HEADWATER_ALERT_BLOCKS`` (``type-slug/name``, comma-separated, e.g.
+``slack-webhook/alerts,custom-webhook/ops``). Idempotent: automations are matched by
+name and only updated when their trigger, actions, description or enabled flag differ.
+
+With no alert blocks configured, alerts are disabled: nothing is created, updated or
+deleted (an unset variable in an operator's shell must not wipe production alerts);
+existing Headwater automations are reported and left as they are.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, cast
+from uuid import UUID
+
+from prefect import get_client
+from prefect.automations import Automation, EventTrigger, Posture, SendNotification
+from prefect.blocks.core import Block, UnknownBlockType
+from prefect.events.schemas.events import ResourceSpecification
+from prefect.exceptions import ObjectNotFound
+
+from headwater import events
+from headwater.settings import get_settings
+
+FLOW_RUN_SUBJECT = "Headwater: flow run {{ flow_run.name }} {{ flow_run.state.name }}"
+FLOW_RUN_BODY = (
+    "Flow run {{ flow.name }}/{{ flow_run.name }} entered {{ flow_run.state.name }}"
+    " at {{ flow_run.state.timestamp }}.\n"
+    "Reason: {{ flow_run.state.message }}\n"
+    "Flow run id: {{ flow_run.id }}\n"
+    "Link: {{ flow_run|ui_url or 'none (set PREFECT_UI_URL on the server)' }}"
+)
+EVENT_SUBJECT = "Headwater: {{ event.event }} for {{ event.resource.name }}"
+EVENT_BODY = (
+    "{{ event.event }} for {{ event.resource.name }}"
+    " (source {{ event.resource['headwater.source'] }}) at {{ event.occurred }}.\n"
+    "{% for key, value in event.payload.items() %}{{ key }}: {{ value }}\n{% endfor %}"
+    "Automation: {{ automation.name }}"
+)
+SOURCE_MATCH = {"prefect.resource.id": events.resource_id("*")}
+FLOW_RUN_MATCH = {"prefect.resource.id": "prefect.flow-run.*"}
+
+
+@dataclass(frozen=True)
+class AlertSpec:
+    """One automation: which events on which resources, and the message it sends."""
+
+    name: str
+    description: str
+    events: tuple[str, ...]
+    match: dict[str, str]
+    subject: str = EVENT_SUBJECT
+    body: str = EVENT_BODY
+
+
+ALERTS = (
+    AlertSpec(
+        name="headwater-flow-run-failed",
+        description="A flow run entered Failed or Crashed.",
+        events=("prefect.flow-run.Failed", "prefect.flow-run.Crashed"),
+        match=FLOW_RUN_MATCH,
+        subject=FLOW_RUN_SUBJECT,
+        body=FLOW_RUN_BODY,
+    ),
+    AlertSpec(
+        name="headwater-source-stale",
+        description="A source's last success is older than twice its cadence plus the grace period.",
+        events=(events.SOURCE_STALE,),
+        match=SOURCE_MATCH,
+    ),
+    AlertSpec(
+        name="headwater-circuit-opened",
+        description="A source's circuit breaker opened: its runs are skipped until the cooldown ends.",
+        events=(events.CIRCUIT_OPENED,),
+        match=SOURCE_MATCH,
+    ),
+    AlertSpec(
+        name="headwater-source-failing",
+        description="A source failed three or more times in a row.",
+        events=(events.SOURCE_FAILING,),
+        match=SOURCE_MATCH,
+    ),
+    AlertSpec(
+        name="headwater-quality-low",
+        description="A batch's quality score is below HEADWATER_QUALITY_ALERT_THRESHOLD.",
+        events=(events.QUALITY_LOW,),
+        match=SOURCE_MATCH,
+    ),
+)
+
+
+class AlertBlockError(Exception):
+    """A configured alert block is malformed, missing or not a notification block."""
+
+
+def block_document_id(ref: str) -> UUID:
+    """The block document id of the notification block ``type-slug/name``."""
+    slug, _, name = ref.partition("/")
+    if not slug or not name:
+        raise AlertBlockError(f"alert block {ref!r} is not of the form type-slug/name (e.g. slack-webhook/alerts)")
+    try:
+        block = cast(Block, Block.load(ref))
+    except ValueError as exc:
+        if isinstance(exc.__cause__, ObjectNotFound):
+            raise AlertBlockError(f"alert block {ref!r} not found: no block named {name!r} of type {slug!r}") from exc
+        # A validation error may quote the block's fields (secrets): name only its kind.
+        raise AlertBlockError(f"alert block {ref!r} could not be loaded ({type(exc).__name__})") from None
+    except UnknownBlockType as exc:
+        raise AlertBlockError(f"alert block {ref!r} has a type this environment lacks: {exc}") from exc
+    if "notify" not in block.get_block_capabilities() or block._block_document_id is None:
+        raise AlertBlockError(f"alert block {ref!r} is not a notification block")
+    return block._block_document_id
+
+
+def build(spec: AlertSpec, block_ids: list[UUID]) -> Automation:
+    """The automation a spec describes, notifying every block in ``block_ids``."""
+    return Automation(
+        name=spec.name,
+        description=spec.description,
+        enabled=True,
+        trigger=EventTrigger(
+            expect=set(spec.events),
+            match=ResourceSpecification.model_validate(spec.match),
+            posture=Posture.Reactive,
+            threshold=1,
+            within=timedelta(0),
+        ),
+        actions=[SendNotification(block_document_id=i, subject=spec.subject, body=spec.body) for i in block_ids],
+    )
+
+
+def _comparable(automation: Automation) -> dict[str, Any]:
+    """The parts of an automation this module owns, in a form that compares by value."""
+    return automation.model_dump(include={"description", "enabled", "trigger", "actions"})
+
+
+def existing_automations(name: str) -> list[Automation]:
+    """Every automation on the server named exactly ``name``, most recently updated first."""
+    with get_client(sync_client=True) as client:
+        found = client.read_automations_by_name(name=name)
+    return [Automation(**a.model_dump()) for a in found if a.name == name]
+
+
+def apply(desired: Automation) -> str | None:
+    """Create or update one automation by name (dropping duplicates); returns what changed, or None."""
+    found = existing_automations(desired.name)
+    if not found:
+        desired.create()
+        return f"created automation {desired.name}"
+    current, *duplicates = found
+    for duplicate in duplicates:
+        duplicate.delete()
+    dropped = f" (deleted {len(duplicates)} duplicate(s))" if duplicates else ""
+    if _comparable(current) == _comparable(desired):
+        return f"kept automation {desired.name}{dropped}" if duplicates else None
+    desired.id = current.id
+    desired.update()
+    return f"updated automation {desired.name}{dropped}"
+
+
+def ensure_automations(block_refs: list[str], specs: tuple[AlertSpec, ...] = ALERTS) -> list[str]:
+    """Create or update every spec's automation; returns what changed, one line each."""
+    block_ids = [block_document_id(ref) for ref in block_refs]
+    changes = [apply(build(spec, block_ids)) for spec in specs]
+    return [change for change in changes if change]
+
+
+def present(specs: tuple[AlertSpec, ...] = ALERTS) -> list[str]:
+    """Names of the specs' automations that exist on the server."""
+    return [spec.name for spec in specs if existing_automations(spec.name)]
+
+
+def main() -> int:
+    """Apply the automations and print what changed; exit 1 when an alert block is unusable."""
+    refs = get_settings().alert_blocks
+    if not refs:
+        print("alerts are disabled: HEADWATER_ALERT_BLOCKS is empty; no automations created or changed")
+        if left := present():
+            print(f"existing automations left as they are: {', '.join(left)}")
+        return 0
+    try:
+        changes = ensure_automations(refs)
+    except AlertBlockError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(changes) if changes else "automations are up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

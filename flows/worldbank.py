@@ -1,0 +1,86 @@
+"""Ingest World Bank indicators of one vertical into ClickHouse (``worldbank.indicator_values``).
+
+python -m flows.worldbank --vertical agriculture [--countries BEN,TGO] [--base-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from prefect import flow
+
+from headwater.api_batch import run_api_batch
+from headwater.batch import BatchRequest
+from headwater.errors import ConfigurationError
+from headwater.pipeline import BatchOutcome, new_run_id
+from headwater.settings import get_settings
+from headwater.sources.worldbank import (
+    DEFAULT_BASE_URL,
+    DEFAULT_COUNTRIES,
+    PER_PAGE,
+    VERTICALS,
+    WORLDBANK,
+    fetch_indicators,
+)
+
+
+@flow(name="ingest-worldbank", flow_run_name="worldbank {vertical}")
+def ingest_worldbank(
+    vertical: str,
+    countries: list[str] | None = None,
+    indicators: list[str] | None = None,
+    base_url: str | None = None,
+    per_page: int = PER_PAGE,
+) -> BatchOutcome:
+    """Fetch every page of the vertical's indicators for the countries and replace its partition.
+
+    The vertical (agriculture, employment, business) is the partition: each run is a full
+    snapshot of it, so a rerun on the same responses is ``unchanged`` and adds no rows.
+    """
+    settings = get_settings()
+    if vertical not in VERTICALS:
+        raise ConfigurationError(
+            f"worldbank-{vertical}", f"expected a vertical in {', '.join(VERTICALS)}, found {vertical!r}"
+        )
+    chosen_countries = tuple(countries or DEFAULT_COUNTRIES)
+    chosen_indicators = tuple(indicators or VERTICALS[vertical])
+    url = base_url or settings.worldbank_base_url or DEFAULT_BASE_URL
+    request = BatchRequest(
+        source=WORLDBANK,
+        instance=f"worldbank-{vertical}",
+        partition={"vertical": vertical},
+        constants={},
+        database=settings.worldbank_database,
+        excluded_tables=frozenset(),
+        run_id=new_run_id(),
+        location=url,
+    )
+    return run_api_batch(
+        request,
+        lambda: fetch_indicators(request.label, url, vertical, chosen_countries, chosen_indicators, per_page),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m flows.worldbank", description=__doc__.splitlines()[0])
+    parser.add_argument("--vertical", required=True, choices=sorted(VERTICALS))
+    parser.add_argument("--countries", default=None, help="comma-separated ISO3 codes (default BEN)")
+    parser.add_argument("--base-url", default=None)
+    args = parser.parse_args(argv)
+    countries = args.countries.split(",") if args.countries else None
+    try:
+        outcome = ingest_worldbank(args.vertical, countries, base_url=args.base_url)
+    except Exception as error:  # one-line reason; details in the logs
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if outcome.error:
+        print(f"error: {outcome.error}", file=sys.stderr)
+        return 1
+    print(f"{outcome.instance}: {outcome.status} {outcome.rows_by_table}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""Alerts as code: `python -m deployments.automations` against a real Prefect server and a real webhook."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+from prefect.server.events.actions import SendNotification as ServerSendNotification
+
+from deployments.automations import ALERTS, build
+from headwater import events
+from tests.prefect_server import prefect_server, run_cli, server_env
+
+BLOCK = "custom-webhook/headwater-test"
+NAMES = {
+    "headwater-flow-run-failed",
+    "headwater-source-stale",
+    "headwater-circuit-opened",
+    "headwater-source-failing",
+    "headwater-quality-low",
+}
+OFFLINE = ("--base-url", "http://127.0.0.1:9/exports")  # nothing listens on port 9: connection refused
+SAVE_BLOCK = """
+import sys
+from prefect.blocks.notifications import CustomWebhookNotificationBlock
+CustomWebhookNotificationBlock(
+    name="headwater-test",
+    url=sys.argv[1],
+    method="POST",
+    json_data={"subject": "{{subject}}", "body": "{{body}}", "block": "{{name}}"},
+).save("headwater-test", overwrite=True)
+"""
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 that records the JSON bodies POSTed to it."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver._lock:
+                    receiver.posts.append(json.loads(raw or b"{}"))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    def wait_for(self, matches: Callable[[dict[str, Any]], bool], timeout_s: float = 90) -> dict[str, Any]:
+        """The first recorded POST that ``matches``, polling until ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                found = [post for post in self.posts if matches(post)]
+            if found:
+                return found[0]
+            time.sleep(0.5)
+        raise AssertionError(f"no matching notification within {timeout_s}s; received {self.posts}")
+
+
+@dataclass(frozen=True)
+class AlertServer:
+    """The running Prefect server, its home and the webhook receiver its block points at."""
+
+    api_url: str
+    home: Path
+    receiver: Receiver
+
+    def env(self, **headwater: str) -> dict[str, str]:
+        """Subprocess environment: this server, no inherited HEADWATER_* except ``headwater``."""
+        env = {k: v for k, v in server_env(self.home, self.api_url).items() if not k.startswith("HEADWATER_")}
+        env.update({f"HEADWATER_{name.upper()}": value for name, value in headwater.items()})
+        return env
+
+    def automations(self) -> list[dict[str, Any]]:
+        """Every automation on the server, read through the API."""
+        response = httpx.post(f"{self.api_url}/automations/filter", json={}, timeout=30)
+        response.raise_for_status()
+        return list(response.json())
+
+    def by_name(self) -> dict[str, dict[str, Any]]:
+        """The automations keyed by name."""
+        return {a["name"]: a for a in self.automations()}
+
+    def apply(self, **headwater: str) -> Any:
+        """Run ``python -m deployments.automations``."""
+        return run_cli([sys.executable, "-m", "deployments.automations"], self.env(**headwater))
+
+
+@pytest.fixture(scope="module")
+def alert_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlertServer]:
+    """A real Prefect server with a saved custom-webhook block pointing at a real receiver."""
+    home = tmp_path_factory.mktemp("alerts")
+    with Receiver() as receiver, prefect_server(home) as api_url:
+        server = AlertServer(api_url, home, receiver)
+        saved = run_cli([sys.executable, "-c", SAVE_BLOCK, receiver.url], server.env())
+        assert saved.returncode == 0, saved.stderr
+        yield server
+
+
+@pytest.fixture(scope="module")
+def first_apply(alert_server: AlertServer) -> Any:
+    """The first run of the command, with the test block configured."""
+    return alert_server.apply(alert_blocks=BLOCK)
+
+
+def test_specs_cover_the_headwater_events_and_flow_run_failures() -> None:
+    assert {spec.name for spec in ALERTS} == NAMES
+    expected = {
+        events.SOURCE_STALE,
+        events.CIRCUIT_OPENED,
+        events.SOURCE_FAILING,
+        events.QUALITY_LOW,
+        "prefect.flow-run.Failed",
+        "prefect.flow-run.Crashed",
+    }
+    assert {event for spec in ALERTS for event in spec.events} == expected
+
+
+def test_message_templates_are_valid_for_the_server() -> None:
+    """The server validates the Jinja templates of a notification with its own sandbox."""
+    for spec in ALERTS:
+        [action] = build(spec, [uuid4()]).actions
+        assert ServerSendNotification.model_validate(action.model_dump(mode="json"))
+
+
+@pytest.mark.server
+def test_apply_creates_the_automations_once(alert_server: AlertServer, first_apply: Any) -> None:
+    assert first_apply.returncode == 0, first_apply.stderr
+    assert set(first_apply.stdout.split("\n")) - {""} == {f"created automation {name}" for name in NAMES}
+    block = httpx.get(
+        f"{alert_server.api_url}/block_types/slug/custom-webhook/block_documents/name/headwater-test", timeout=30
+    ).json()
+    found = alert_server.by_name()
+    assert set(found) == NAMES
+    failed = found["headwater-flow-run-failed"]
+    assert failed["enabled"] is True
+    assert failed["trigger"]["type"] == "event"
+    assert set(failed["trigger"]["expect"]) == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
+    assert failed["trigger"]["match"] == {"prefect.resource.id": "prefect.flow-run.*"}
+    assert (failed["trigger"]["posture"], failed["trigger"]["threshold"]) == ("Reactive", 1)
+    circuit = found["headwater-circuit-opened"]
+    assert circuit["trigger"]["expect"] == [events.CIRCUIT_OPENED]
+    assert circuit["trigger"]["match"] == {"prefect.resource.id": "headwater.source.*"}
+    for automation in found.values():
+        [action] = automation["actions"]
+        assert action["type"] == "send-notification"
+        assert action["block_document_id"] == block["id"]
+
+    again = alert_server.apply(alert_blocks=BLOCK)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "automations are up to date"
+    after = alert_server.automations()
+    assert len(after) == len(NAMES)
+    assert {a["id"] for a in after} == {a["id"] for a in found.values()}
+    assert {a["updated"] for a in after} == {a["updated"] for a in found.values()}
+
+
+@pytest.mark.server
+def test_apply_repairs_drift_and_duplicates(alert_server: AlertServer, first_apply: Any) -> None:
+    assert first_apply.returncode == 0, first_apply.stderr
+    found = alert_server.by_name()
+    quality = found["headwater-quality-low"]
+    paused = httpx.patch(f"{alert_server.api_url}/automations/{quality['id']}", json={"enabled": False}, timeout=30)
+    assert paused.status_code == 204, paused.text
+    stale = found["headwater-source-stale"]
+    copy = {k: v for k, v in stale.items() if k not in ("id", "created", "updated")}
+    assert httpx.post(f"{alert_server.api_url}/automations/", json=copy, timeout=30).status_code == 201
+
+    repaired = alert_server.apply(alert_blocks=BLOCK)
+
+    assert repaired.returncode == 0, repaired.stderr
+    assert set(repaired.stdout.strip().split("\n")) == {
+        "updated automation headwater-quality-low",
+        "kept automation headwater-source-stale (deleted 1 duplicate(s))",
+    }
+    after = alert_server.automations()
+    assert sorted(a["name"] for a in after) == sorted(NAMES)
+    assert all(a["enabled"] for a in after)
+
+
+@pytest.mark.server
+def test_a_failed_flow_run_sends_a_notification(alert_server: AlertServer, first_apply: Any, tmp_path: Path) -> None:
+    assert first_apply.returncode == 0, first_apply.stderr
+    env = alert_server.env(home=str(tmp_path / "home"), http_attempts="1")
+    run = run_cli(
+        [sys.executable, "-m", "flows.sot", "--network", "ethereum", "--date", "2026-11-22", *OFFLINE],
+        env,
+    )
+    assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-2000:]
+
+    post = alert_server.receiver.wait_for(lambda p: "sot ethereum 2026-11-22" in p.get("subject", ""))
+
+    assert post["subject"] == "Headwater: flow run sot ethereum 2026-11-22 Failed"
+    assert "Flow run ingest-sot/sot ethereum 2026-11-22 entered Failed" in post["body"]
+    assert "Connection refused" in post["body"]
+    assert post["block"] == "headwater-test"
+
+
+@pytest.mark.server
+def test_a_circuit_opened_event_sends_a_notification(alert_server: AlertServer, first_apply: Any) -> None:
+    assert first_apply.returncode == 0, first_apply.stderr
+    emit = (
+        "from headwater import events; "
+        "events.emit(events.CIRCUIT_OPENED, 'sot-ethereum', 'sot', consecutive_failures=5)"
+    )
+    emitted = run_cli([sys.executable, "-c", emit], alert_server.env())
+    assert emitted.returncode == 0, emitted.stderr
+
+    post = alert_server.receiver.wait_for(lambda p: events.CIRCUIT_OPENED in p.get("subject", ""))
+
+    assert post["subject"] == f"Headwater: {events.CIRCUIT_OPENED} for sot-ethereum"
+    assert f"{events.CIRCUIT_OPENED} for sot-ethereum (source sot)" in post["body"]
+    assert "consecutive_failures: 5" in post["body"]
+    assert "Automation: headwater-circuit-opened" in post["body"]
+
+
+@pytest.mark.server
+def test_without_alert_blocks_alerts_are_disabled(alert_server: AlertServer, first_apply: Any) -> None:
+    assert first_apply.returncode == 0, first_apply.stderr
+    before = alert_server.automations()
+
+    disabled = alert_server.apply()
+
+    assert disabled.returncode == 0, disabled.stderr
+    assert disabled.stdout.startswith("alerts are disabled: HEADWATER_ALERT_BLOCKS is empty")
+    assert "existing automations left as they are" in disabled.stdout
+    assert alert_server.automations() == before
+
+
+@pytest.mark.server
+def test_an_unknown_alert_block_fails_naming_it(alert_server: AlertServer, first_apply: Any) -> None:
+    assert first_apply.returncode == 0, first_apply.stderr
+    before = alert_server.automations()
+
+    failed = alert_server.apply(alert_blocks=f"{BLOCK},custom-webhook/no-such-block")
+
+    assert failed.returncode == 1
+    assert "custom-webhook/no-such-block" in failed.stderr
+    assert "not found" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert alert_server.automations() == before
