@@ -110,6 +110,12 @@ class Settings(BaseSettings):
 
     worldbank_base_url: str | None = Field(default=None, description="World Bank API root (default: public).")
     worldbank_database: str = Field(default="worldbank", description="ClickHouse database of World Bank tables.")
+    faostat_base_url: str | None = Field(default=None, description="FAOSTAT data service root (default: public).")
+    faostat_database: str = Field(default="faostat", description="ClickHouse database of FAOSTAT tables.")
+    ilostat_base_url: str | None = Field(default=None, description="ILOSTAT rplumber root (default: public).")
+    ilostat_database: str = Field(default="ilostat", description="ClickHouse database of ILOSTAT tables.")
+    osm_base_url: str | None = Field(default=None, description="Overpass API interpreter URL (default: public).")
+    osm_database: str = Field(default="osm", description="ClickHouse database of OpenStreetMap tables.")
 
     validation_batch_rows: int = Field(
         default=1_000_000, ge=1, description="Rows per batch when validating a Parquet file (bounds memory)."

@@ -1,4 +1,4 @@
-"""Recorded API responses from ../shared/fixtures, served by a real local HTTP server."""
+"""Recorded API responses (``fixtures/``, see its SOURCES.md), served by a real local HTTP server."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from typing import Any
 
 from tests.prefect_server import REPO
 
-FIXTURES = REPO.parent / "shared" / "fixtures"
+FIXTURES = REPO / "fixtures"
 
 
 def fixture_path(relative: str) -> Path:
     """A recorded response file."""
     path = FIXTURES / relative
     if not path.is_file():
-        raise FileNotFoundError(f"recorded response {path} not found (../shared/fixtures must sit beside the repo)")
+        raise FileNotFoundError(f"recorded response {path} not found")
     return path
 
 
