@@ -17,7 +17,7 @@ from prefect.workers.process import ProcessWorker
 
 @dataclass(frozen=True)
 class QueueSpec:
-    """A work queue of a pool."""
+    """A work queue of a pool (priorities are unique within a pool; 1 is served first)."""
 
     name: str
     priority: int
@@ -41,7 +41,11 @@ POOLS = (
         description="Headwater ingestion flows (process workers).",
         queues=(
             QueueSpec("sot", priority=1, description="SOT daily exports"),
-            QueueSpec("maintenance", priority=5, concurrency_limit=1, description="Health checks and retention"),
+            QueueSpec("agriculture", priority=2, description="Agriculture vertical (FAOSTAT, World Bank)"),
+            QueueSpec("realestate", priority=3, description="Real estate vertical (OpenStreetMap)"),
+            QueueSpec("employment", priority=4, description="Employment vertical (ILOSTAT, World Bank)"),
+            QueueSpec("business", priority=5, description="Business vertical (World Bank)"),
+            QueueSpec("maintenance", priority=6, concurrency_limit=1, description="Health checks and retention"),
         ),
     ),
 )

@@ -1,9 +1,10 @@
 """The demo: the README's main job, on the embedded defaults and with no internet.
 
 Generates deterministic SOT exports for the three networks (every contract table,
-including the excluded one), serves them on 127.0.0.1, runs the SOT flow for each
-network into the embedded warehouse and prints what landed: rows per table per
-network read back from ClickHouse, and each run's ledger status.
+including the excluded one), serves them on 127.0.0.1 together with recorded responses
+of the API sources, runs the SOT flow for each network and each API source's flow into
+the embedded warehouse, and prints what landed: rows per table read back from
+ClickHouse, and each run's ledger status.
 
     python -m headwater.demo [--alerts 40000] [--date 2026-11-22]
 """
@@ -20,6 +21,7 @@ from flows.sot import ingest_sot
 from headwater.export_server import ExportServer
 from headwater.ledger import open_ledger
 from headwater.loading import qualified
+from headwater.replays import REGISTRARS, DemoRun
 from headwater.settings import get_settings
 from headwater.sources.sot.contract import SOT
 from headwater.sources.sot.generate import write_export
@@ -82,6 +84,39 @@ def print_summary(networks: list[str], day: date, statuses: dict[str, str]) -> N
             print(line)
 
 
+def run_api_sources(server: ExportServer) -> tuple[list[DemoRun], dict[str, str]]:
+    """Run every API source once against its recorded responses replayed by ``server``."""
+    runs = [register(server) for register in REGISTRARS]
+    statuses: dict[str, str] = {}
+    for demo in runs:
+        try:
+            statuses[demo.instance] = demo.run(server.root_url).status
+        except Exception as error:  # report every source, then fail
+            statuses[demo.instance] = "failed"
+            print(f"error: {error}", file=sys.stderr)
+    return runs, statuses
+
+
+def print_api_summary(runs: list[DemoRun], statuses: dict[str, str]) -> None:
+    """Print rows per API table read back from ClickHouse and each run's ledger status."""
+    print("\nAPI sources (recorded responses replayed on 127.0.0.1)")
+    with ClickHouseWarehouse.from_settings().session() as client:
+        counts = {
+            demo.instance: int(client.command(f"SELECT count() FROM {qualified(demo.database, demo.table)}"))  # type: ignore[arg-type]
+            if statuses.get(demo.instance) != "failed"
+            else 0
+            for demo in runs
+        }
+    with open_ledger() as ledger:
+        for demo in runs:
+            runs_of = ledger.runs_for(demo.instance)
+            last = runs_of[-1]["status"] if runs_of else "-"
+            print(
+                f"  {demo.instance:<22} {statuses.get(demo.instance, '?'):<10} ledger={last:<10} "
+                f"{demo.database}.{demo.table}: {counts[demo.instance]} rows"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m headwater.demo", description=__doc__.splitlines()[0])
@@ -102,7 +137,10 @@ def main(argv: list[str] | None = None) -> int:
                 statuses[network] = "failed"
                 failed = True
                 print(f"error: {error}", file=sys.stderr)
+        api_runs, api_statuses = run_api_sources(server)
     print_summary(networks, args.date, statuses)
+    print_api_summary(api_runs, api_statuses)
+    failed = failed or "failed" in api_statuses.values()
     return 1 if failed else 0
 
 

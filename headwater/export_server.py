@@ -1,22 +1,38 @@
-"""A small static HTTP server for export directories, bound to 127.0.0.1.
+"""A small HTTP server on 127.0.0.1: export directories and replayed API responses.
 
 The demo, the benchmark and the tests serve generated exports with it, so the httpx
 path that users run against the real publisher is the one exercised. Tests can queue
-failures for a path (e.g. one HTTP 500, then the file) and read the request log.
+failures for a path (e.g. one HTTP 500, then the file) and read the request log; the
+demo replays recorded API responses on paths registered with :meth:`ExportServer.replay`.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import parse_qs
 
 PREFIX = "/exports"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A replayed HTTP response."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+Responder = Callable[[dict[str, list[str]]], Reply]
 
 
 class _Handler(SimpleHTTPRequestHandler):
@@ -26,11 +42,20 @@ class _Handler(SimpleHTTPRequestHandler):
         return
 
     def _route(self) -> bool:
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         with self.server.lock:
             self.server.requests.append(path)
             queued = self.server.faults.get(path)
             status = queued.popleft() if queued else None
+            responder = self.server.replays.get(path)
+        if status is None and responder is not None:
+            reply = responder(parse_qs(query))
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body)
+            return False
         if status is not None:
             self.send_response(status)
             if status in (429, 503):
@@ -58,6 +83,7 @@ class _Server(ThreadingHTTPServer):
     lock: threading.Lock
     requests: list[str]
     faults: dict[str, deque[int]]
+    replays: dict[str, Responder]
 
 
 class ExportServer:
@@ -69,13 +95,13 @@ class ExportServer:
         self._server.lock = threading.Lock()
         self._server.requests = []
         self._server.faults = defaultdict(deque)
+        self._server.replays = {}
         self._thread = threading.Thread(target=self._server.serve_forever, name="export-server", daemon=True)
 
     @property
     def base_url(self) -> str:
         """The exports' base URL."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}{PREFIX}"
+        return f"{self.root_url}{PREFIX}"
 
     @property
     def requests(self) -> list[str]:
@@ -87,6 +113,17 @@ class ExportServer:
         """Answer the next requests for ``relative_path`` with ``statuses`` (then serve normally)."""
         with self._server.lock:
             self._server.faults[f"{PREFIX}/{relative_path.lstrip('/')}"].extend(statuses)
+
+    @property
+    def root_url(self) -> str:
+        """The server's root URL (replayed API paths hang off it)."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def replay(self, path: str, responder: Responder) -> None:
+        """Answer requests for ``path`` with ``responder(query)``."""
+        with self._server.lock:
+            self._server.replays[path] = responder
 
     def __enter__(self) -> ExportServer:
         self._thread.start()

@@ -18,8 +18,17 @@ EXPECTED = {
     "sot-retry-sweep": ("sot-retry-sweep", "sot-retry-sweep-daily", "0 3 * * *"),
     "health": ("source-health", "health-hourly", "5 * * * *"),
     "retention": ("retention", "retention-weekly", "30 4 * * 0"),
+    "worldbank-agriculture": ("ingest-worldbank", "worldbank-agriculture-annual", "0 2 1 1 *"),
+    "worldbank-employment": ("ingest-worldbank", "worldbank-employment-annual", "15 2 1 1 *"),
+    "worldbank-business": ("ingest-worldbank", "worldbank-business-annual", "30 2 1 1 *"),
 }
-QUEUES = {"health": "maintenance", "retention": "maintenance"}
+QUEUES = {
+    "health": "maintenance",
+    "retention": "maintenance",
+    "worldbank-agriculture": "agriculture",
+    "worldbank-employment": "employment",
+    "worldbank-business": "business",
+}
 
 
 def test_prefect_yaml_declares_the_sot_schedules() -> None:

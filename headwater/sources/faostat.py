@@ -1,0 +1,184 @@
+"""FAOSTAT data service: crops and livestock production (domain QCL) per area, as CSV.
+
+``GET {base}/en/data/{domain}?area=…&area_cs=M49&element=…&item=…&item_cs=CPC&year=…
+&show_codes=true&show_unit=true&show_flags=true&show_notes=true&null_values=false
+&datasource=DB4&output_type=csv`` answers one CSV (no pages) with a UTF-8 BOM and the
+columns of FAOSTAT's "Download data" page: Domain Code, Domain, Area Code (M49), Area,
+Element Code, Element, Item Code (CPC), Item, Year Code, Year, Unit, Value, Flag,
+Flag Description, Note. The request takes FAOSTAT's own area codes (``100`` India,
+``53`` Benin) while the rows carry the M49 code (``356``), so the area code that was
+asked for is kept in ``requested_area`` and identifies the snapshot. Element codes are
+the ones the web page sends (``2312`` area harvested, ``2413`` yield, ``2510``
+production); the rows carry the element codes FAOSTAT answers with (``5312``, ``5412``,
+``5510``). An empty Value (flag ``M``, missing) is null, never 0; CPC item codes keep
+their leading zeros (``01371``).
+"""
+
+from __future__ import annotations
+
+import io
+
+import pandera.polars as pa
+import polars as pl
+
+from headwater.errors import FetchError
+from headwater.http import get, make_client
+from headwater.spec import SourceSpec
+from headwater.tables import TableSpec
+
+DEFAULT_BASE_URL = "https://fenixservices.fao.org/faostat/api/v1"
+LANGUAGE = "en"
+DOMAIN = "QCL"
+DEFAULT_AREA = "53"  # Benin (FAOSTAT area code; M49 204)
+DEFAULT_ELEMENTS = (
+    "2312",  # area harvested (answered as 5312, ha)
+    "2413",  # yield (answered as 5412, kg/ha)
+    "2510",  # production (answered as 5510, t)
+)
+
+# CSV header → table column, in the order FAOSTAT writes them. ``Year Code`` equals
+# ``Year`` in QCL and is checked, not stored.
+CSV_COLUMNS: dict[str, str] = {
+    "Domain Code": "domain_code",
+    "Domain": "domain",
+    "Area Code (M49)": "area_code",
+    "Area": "area",
+    "Element Code": "element_code",
+    "Element": "element",
+    "Item Code (CPC)": "item_code",
+    "Item": "item",
+    "Year Code": "year_code",
+    "Year": "year",
+    "Unit": "unit",
+    "Value": "value",
+    "Flag": "flag",
+    "Flag Description": "flag_description",
+    "Note": "note",
+}
+
+
+class Production(pa.DataFrameModel):
+    """``faostat.production``: one value per requested area, M49 area, element, CPC item and year."""
+
+    domain_code: str = pa.Field(str_length={"min_value": 1})
+    requested_area: str = pa.Field(str_length={"min_value": 1})
+    domain: str
+    area_code: str = pa.Field(str_matches=r"^\d+$")
+    area: str
+    element_code: str = pa.Field(str_matches=r"^\d+$")
+    element: str
+    item_code: str = pa.Field(str_length={"min_value": 1})
+    item: str
+    year: int = pa.Field(ge=1900, le=2200)
+    unit: str
+    value: float = pa.Field(nullable=True)
+    flag: str
+    flag_description: str
+    note: str
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+FAOSTAT = SourceSpec(
+    name="faostat",
+    partition_columns=("domain_code", "requested_area"),
+    tables={
+        "production": TableSpec("production", Production, key=("area_code", "element_code", "item_code", "year")),
+    },
+)
+
+SCHEMA: dict[str, type[pl.DataType]] = {
+    "domain_code": pl.String,
+    "requested_area": pl.String,
+    "domain": pl.String,
+    "area_code": pl.String,
+    "area": pl.String,
+    "element_code": pl.String,
+    "element": pl.String,
+    "item_code": pl.String,
+    "item": pl.String,
+    "year": pl.Int64,
+    "unit": pl.String,
+    "value": pl.Float64,
+    "flag": pl.String,
+    "flag_description": pl.String,
+    "note": pl.String,
+}
+
+
+def data_url(base_url: str, domain: str = DOMAIN) -> str:
+    """The data service URL of one domain."""
+    return f"{base_url.rstrip('/')}/{LANGUAGE}/data/{domain}"
+
+
+def data_params(
+    area: str, elements: tuple[str, ...], items: tuple[str, ...] = (), years: tuple[int, ...] = ()
+) -> dict[str, str]:
+    """Query parameters of one CSV download; items and years are left out (all) when empty."""
+    params = {"area": area, "area_cs": "M49", "element": ",".join(elements)}
+    if items:
+        params["item"] = ",".join(items)
+    params["item_cs"] = "CPC"
+    if years:
+        params["year"] = ",".join(str(y) for y in years)
+    params.update(
+        show_codes="true",
+        show_unit="true",
+        show_flags="true",
+        show_notes="true",
+        null_values="false",
+        datasource="DB4",
+        output_type="csv",
+    )
+    return params
+
+
+def _numbers(source: str, url: str, raw: pl.Series, dtype: type[pl.DataType], what: str) -> pl.Series:
+    """``raw`` (strings) as ``dtype``; blanks are null, anything else that is not a number fails."""
+    text = raw.str.strip_chars()
+    blank = text.is_null() | (text == "")
+    parsed = text.cast(dtype, strict=False)
+    bad = raw.filter(~blank & parsed.is_null())
+    if bad.len():
+        raise FetchError(source, url, f"expected numbers in {what}, found {bad.head(3).to_list()!r}")
+    return parsed
+
+
+def parse_csv(source: str, url: str, body: bytes, requested_area: str) -> pl.DataFrame:
+    """The ``production`` frame of one CSV response; anything but the expected header raises FetchError."""
+    try:
+        raw = pl.read_csv(io.BytesIO(body), infer_schema=False)
+    except pl.exceptions.PolarsError as error:
+        raise FetchError(source, url, f"expected a FAOSTAT CSV, found {body[:200]!r} ({error})") from error
+    if raw.columns != list(CSV_COLUMNS):
+        raise FetchError(source, url, f"expected the CSV columns {list(CSV_COLUMNS)}, found {raw.columns[:20]}")
+    raw = raw.rename(CSV_COLUMNS)
+    year = _numbers(source, url, raw["year"], pl.Int64, "Year")
+    year_code = _numbers(source, url, raw["year_code"], pl.Int64, "Year Code")
+    if (year.is_null() | (year != year_code)).any():
+        raise FetchError(source, url, "expected Year Code equal to Year on every row (a year range?)")
+    value = _numbers(source, url, raw["value"], pl.Float64, "Value")
+    frame = raw.drop("year_code").with_columns(
+        pl.lit(requested_area).alias("requested_area"),
+        year.alias("year"),
+        value.alias("value"),
+        *(pl.col(c).fill_null("") for c, t in SCHEMA.items() if t is pl.String and c != "requested_area"),
+    )
+    return frame.select(pl.col(c).cast(t) for c, t in SCHEMA.items())
+
+
+def fetch_production(
+    source: str,
+    base_url: str,
+    area: str,
+    elements: tuple[str, ...] = DEFAULT_ELEMENTS,
+    items: tuple[str, ...] = (),
+    years: tuple[int, ...] = (),
+) -> dict[str, pl.DataFrame]:
+    """One area's QCL download (a single response, no pages) as the ``production`` frame."""
+    url = data_url(base_url)
+    with make_client() as client:
+        response = get(source, url, params=data_params(area, elements, items, years), client=client)
+    return {"production": parse_csv(source, str(response.url), response.content, area)}
