@@ -106,7 +106,17 @@ def raise_for_status(source: str, url: str, response: httpx.Response) -> None:
         raise TransientFetchError(source, url, reason, status, _retry_after_s(response))
     if status == 404:
         raise NotFoundError(source, url, reason, status)
-    raise FetchError(source, url, reason, status)
+    excerpt = body_excerpt(response)
+    raise FetchError(source, url, f"{reason}: {excerpt}" if excerpt else reason, status)
+
+
+def body_excerpt(response: httpx.Response, limit: int = 300) -> str:
+    """The start of an error response's body on one line (APIs explain 4xx there)."""
+    try:
+        text = response.read().decode(response.encoding or "utf-8", errors="replace")
+    except httpx.HTTPError:
+        return ""
+    return " ".join(text.split())[:limit]
 
 
 class _BackoffWait:
