@@ -101,20 +101,19 @@ def print_api_summary(runs: list[DemoRun], statuses: dict[str, str]) -> None:
     """Print rows per API table read back from ClickHouse and each run's ledger status."""
     print("\nAPI sources (recorded responses replayed on 127.0.0.1)")
     with ClickHouseWarehouse.from_settings().session() as client:
+        existing = {(db, name) for db, name in client.query("SELECT database, name FROM system.tables").result_rows}
         counts = {
-            demo.instance: int(client.command(f"SELECT count() FROM {qualified(demo.database, demo.table)}"))  # type: ignore[arg-type]
-            if statuses.get(demo.instance) != "failed"
-            else 0
+            (demo.database, table): int(client.command(f"SELECT count() FROM {qualified(demo.database, table)}"))  # type: ignore[arg-type]
             for demo in runs
+            for table in demo.tables
+            if (demo.database, table) in existing
         }
     with open_ledger() as ledger:
         for demo in runs:
             runs_of = ledger.runs_for(demo.instance)
             last = runs_of[-1]["status"] if runs_of else "-"
-            print(
-                f"  {demo.instance:<22} {statuses.get(demo.instance, '?'):<10} ledger={last:<10} "
-                f"{demo.database}.{demo.table}: {counts[demo.instance]} rows"
-            )
+            tables = ", ".join(f"{demo.database}.{t}: {counts.get((demo.database, t), 0)}" for t in demo.tables)
+            print(f"  {demo.instance:<30} {statuses.get(demo.instance, '?'):<10} ledger={last:<10} {tables}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,11 +76,16 @@ class DownloadedFile:
     sha256: str
 
 
-def make_client(settings: Settings | None = None) -> httpx.Client:
-    """An httpx client with Headwater's timeouts, user agent and redirects."""
+def make_client(settings: Settings | None = None, read_timeout_s: float | None = None) -> httpx.Client:
+    """An httpx client with Headwater's timeouts, user agent and redirects.
+
+    ``read_timeout_s`` lengthens the read timeout for APIs that answer only once a
+    long server-side query has run (e.g. Overpass); it never shortens the default.
+    """
     settings = settings or get_settings()
+    read = max(settings.http_timeout_s, read_timeout_s or 0.0)
     return httpx.Client(
-        timeout=httpx.Timeout(settings.http_timeout_s),
+        timeout=httpx.Timeout(settings.http_timeout_s, read=read),
         headers={"User-Agent": settings.http_user_agent},
         follow_redirects=True,
     )

@@ -24,7 +24,7 @@ class DemoRun:
 
     instance: str
     database: str
-    table: str
+    tables: tuple[str, ...]
     run: Callable[[str], Any]
 
 
@@ -54,11 +54,77 @@ def register_worldbank(server: ExportServer) -> DemoRun:
     return DemoRun(
         instance="worldbank-business",
         database="worldbank",
-        table="indicator_values",
+        tables=("indicator_values",),
         run=lambda root: ingest_worldbank(
             "business", countries=["JPN", "USA"], indicators=["NY.GDP.MKTP.CD"], base_url=root
         ),
     )
 
 
-REGISTRARS: tuple[Callable[[ExportServer], DemoRun], ...] = (register_worldbank,)
+def recorded(relative: str, content_type: str) -> Callable[[dict[str, list[str]]], Reply]:
+    """Answer every request with one recorded body."""
+    body = (FIXTURES / relative).read_bytes()
+    return lambda _query: Reply(200, content_type, body)
+
+
+def register_faostat(server: ExportServer) -> DemoRun:
+    """FAOSTAT: the recorded QCL CSV for India (area harvested and yield, first 50 rows)."""
+    from flows.faostat import ingest_faostat  # noqa: PLC0415
+
+    server.replay(
+        "/en/data/QCL", recorded("faostat/FAOSTAT_data_QCL_India_areaharvested_yield_first50.csv", "text/csv")
+    )
+    return DemoRun(
+        instance="faostat-qcl",
+        database="faostat",
+        tables=("production",),
+        run=lambda root: ingest_faostat("100", elements=["2312", "2413"], base_url=root),
+    )
+
+
+def register_ilostat(server: ExportServer) -> DemoRun:
+    """ILOSTAT: the recorded rplumber CSV of UNE_DEAP_SEX_AGE_RT_A for KEN, USA and X01."""
+    from flows.ilostat import ingest_ilostat  # noqa: PLC0415
+
+    server.replay(
+        "/data/indicator/",
+        recorded("ilostat/rplumber_indicator_UNE_DEAP_SEX_AGE_RT_A_type-code.csv", "application/octet-stream"),
+    )
+    return DemoRun(
+        instance="ilostat-une-deap-sex-age-rt-a",
+        database="ilostat",
+        tables=("indicator_values",),
+        run=lambda root: ingest_ilostat("UNE_DEAP_SEX_AGE_RT_A", ref_areas=["KEN", "USA", "X01"], base_url=root),
+    )
+
+
+def register_osm(server: ExportServer) -> DemoRun:
+    """OpenStreetMap: recorded Overpass answers (cafés for amenities, a way, a relation)."""
+    from flows.osm import ingest_osm  # noqa: PLC0415
+
+    bodies = {
+        '["amenity"]': (FIXTURES / "overpass/overpass-wrapper_example_singlenode_cafes.json").read_bytes(),
+        '["building"]': (FIXTURES / "overpass/overpy_way-03.json").read_bytes(),
+        '["landuse"]': (FIXTURES / "overpass/overpy_relation-03.json").read_bytes(),
+    }
+
+    def respond(query: dict[str, list[str]]) -> Reply:
+        data = query.get("data", [""])[0]
+        body = next((b for tag, b in bodies.items() if tag in data), None)
+        return Reply(200, JSON, body) if body else Reply(400, "text/plain", b"unexpected query")
+
+    server.replay("/api/interpreter", respond)
+    return DemoRun(
+        instance="osm-bj",
+        database="osm",
+        tables=("buildings", "landuse", "amenities"),
+        run=lambda root: ingest_osm("BJ", base_url=f"{root}/api/interpreter"),
+    )
+
+
+REGISTRARS: tuple[Callable[[ExportServer], DemoRun], ...] = (
+    register_worldbank,
+    register_faostat,
+    register_ilostat,
+    register_osm,
+)

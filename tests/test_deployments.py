@@ -21,6 +21,10 @@ EXPECTED = {
     "worldbank-agriculture": ("ingest-worldbank", "worldbank-agriculture-annual", "0 2 1 1 *"),
     "worldbank-employment": ("ingest-worldbank", "worldbank-employment-annual", "15 2 1 1 *"),
     "worldbank-business": ("ingest-worldbank", "worldbank-business-annual", "30 2 1 1 *"),
+    "faostat-qcl": ("ingest-faostat", "faostat-qcl-quarterly", "0 3 1 1,4,7,10 *"),
+    "ilostat-une-deap-sex-age-rt-a": ("ingest-ilostat", "ilostat-une-deap-sex-age-rt-a-annual", "0 4 1 2 *"),
+    "ilostat-emp-nifl-sex-rt-a": ("ingest-ilostat", "ilostat-emp-nifl-sex-rt-a-annual", "15 4 1 2 *"),
+    "osm-bj": ("ingest-osm", "osm-bj-monthly", "0 5 2 * *"),
 }
 QUEUES = {
     "health": "maintenance",
@@ -28,6 +32,10 @@ QUEUES = {
     "worldbank-agriculture": "agriculture",
     "worldbank-employment": "employment",
     "worldbank-business": "business",
+    "faostat-qcl": "agriculture",
+    "ilostat-une-deap-sex-age-rt-a": "employment",
+    "ilostat-emp-nifl-sex-rt-a": "employment",
+    "osm-bj": "realestate",
 }
 
 

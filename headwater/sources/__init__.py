@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from headwater.settings import Settings, get_settings
+from headwater.sources.faostat import FAOSTAT
+from headwater.sources.ilostat import ILOSTAT
+from headwater.sources.osm import OSM
 from headwater.sources.sot.contract import SOT
 from headwater.sources.worldbank import WORLDBANK
 from headwater.spec import SourceSpec
@@ -11,4 +14,10 @@ from headwater.spec import SourceSpec
 def registered_sources(settings: Settings | None = None) -> list[tuple[SourceSpec, str]]:
     """Every source Headwater ingests, with the ClickHouse database it loads into."""
     settings = settings or get_settings()
-    return [(SOT, settings.sot_database), (WORLDBANK, settings.worldbank_database)]
+    return [
+        (SOT, settings.sot_database),
+        (WORLDBANK, settings.worldbank_database),
+        (FAOSTAT, settings.faostat_database),
+        (ILOSTAT, settings.ilostat_database),
+        (OSM, settings.osm_database),
+    ]

@@ -9,7 +9,9 @@ dataset id carries the frequency (``…_A``), the rows' ``indicator`` does not
 (``UNE_DEAP_SEX_AGE_RT``). Lists are sent ``+``-joined with a literal ``+``
 (rplumber reads ``%2B`` as part of one code), and a blank filter means "all", so an
 empty one is never sent. An unknown or retired dataset answers HTTP 400 with
-``{"error": "deprecated or invalid dataset id=…", "documentation": …}``.
+``{"error": "deprecated or invalid dataset id=…", "documentation": …}``, whose start
+``headwater.http`` puts in the FetchError; the same body arriving with HTTP 200 is
+turned into a FetchError with its ``error`` text here.
 
 Only ``type=code`` is supported: the label style (``ref_area.label``, …) is refused.
 """
