@@ -211,3 +211,15 @@ def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.sot_networks == ["ethereum", "torus"]
     assert settings.warehouse_url == "chdb:///srv/wh"
+
+
+def test_host_rate_limiter_spaces_requests_per_host() -> None:
+    from headwater.http import HostRateLimiter
+
+    limiter = HostRateLimiter()
+    started = time.monotonic()
+    for _ in range(3):
+        limiter.wait("http://api.example/a", rate=20.0)  # at most 20 requests/s: 3 requests span >= 0.1 s
+    limiter.wait("http://other.example/a", rate=20.0)  # another host is not held back by the first
+    elapsed = time.monotonic() - started
+    assert elapsed >= 0.1
