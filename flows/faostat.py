@@ -12,6 +12,7 @@ from prefect import flow
 
 from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
+from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
 from headwater.pipeline import BatchOutcome, new_run_id
 from headwater.settings import get_settings
@@ -78,17 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--years", default=None, help="comma-separated years (default all)")
     parser.add_argument("--base-url", default=None)
     args = parser.parse_args(argv)
-    try:
-        years = [int(y) for y in _codes(args.years) or []] or None
-        outcome = ingest_faostat(args.area, _codes(args.elements), _codes(args.items), years, base_url=args.base_url)
-    except Exception as error:  # one-line reason; details in the logs
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    if outcome.error:
-        print(f"error: {outcome.error}", file=sys.stderr)
-        return 1
-    print(f"{outcome.instance}: {outcome.status} {outcome.rows_by_table}")
-    return 0
+    return run_flow_cli(
+        lambda: ingest_faostat(
+            args.area,
+            _codes(args.elements),
+            _codes(args.items),
+            [int(y) for y in _codes(args.years) or []] or None,
+            base_url=args.base_url,
+        )
+    )
 
 
 if __name__ == "__main__":

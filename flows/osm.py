@@ -13,6 +13,7 @@ from prefect import flow
 
 from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
+from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
 from headwater.pipeline import BatchOutcome, new_run_id
 from headwater.settings import get_settings
@@ -86,16 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-url", default=None)
     args = parser.parse_args(argv)
     layers = args.layers.split(",") if args.layers else None
-    try:
-        outcome = ingest_osm(args.area, layers, args.base_url, args.geometry, args.meta, args.timeout)
-    except Exception as error:  # one-line reason; details in the logs
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    if outcome.error:
-        print(f"error: {outcome.error}", file=sys.stderr)
-        return 1
-    print(f"{outcome.instance}: {outcome.status} {outcome.rows_by_table}")
-    return 0
+    return run_flow_cli(lambda: ingest_osm(args.area, layers, args.base_url, args.geometry, args.meta, args.timeout))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from prefect import flow
 
 from headwater.batch import BatchRequest
+from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
 from headwater.pipeline import BatchOutcome, new_run_id, run_batch
 from headwater.settings import get_settings
@@ -98,16 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window-days", type=int, default=195)
     parser.add_argument("--base-url", default=None, help="http(s):// or file:// root of the exports")
     args = parser.parse_args(argv)
-    try:
-        outcome = ingest_sot(args.network, args.date, args.window_days, args.base_url)
-    except Exception as error:  # the one-line reason is the contract; the traceback is in the logs
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    if outcome.error:
-        print(f"error: {outcome.error}", file=sys.stderr)
-        return 1
-    print(f"{outcome.instance} {outcome.partition_key}: {outcome.status} {outcome.rows_by_table}")
-    return 0
+    return run_flow_cli(lambda: ingest_sot(args.network, args.date, args.window_days, args.base_url))
 
 
 if __name__ == "__main__":

@@ -116,12 +116,19 @@ def validate_parquet(
     return TableValidation(table=spec.name, rows=rows)
 
 
+def model_source(spec: TableSpec) -> str:
+    """The source code of the table's model and of every model class it inherits from."""
+    classes = [
+        c for c in spec.model.__mro__ if issubclass(c, pa.DataFrameModel) and c.__module__.split(".")[0] != "pandera"
+    ]
+    return "\n".join(inspect.getsource(c) for c in classes)
+
+
 def _content_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     request: BatchRequest = parameters["request"]
     spec = request.source.table(parameters["table"])
     expected = sorted((k, str(v)) for k, v in expected_values(request).items())
-    model_source = inspect.getsource(spec.model)
-    fingerprint = hashlib.sha256(f"{model_source}|{expected}".encode()).hexdigest()[:16]
+    fingerprint = hashlib.sha256(f"{model_source(spec)}|{expected}".encode()).hexdigest()[:16]
     return f"validate-{request.source.name}-{spec.name}-{parameters['sha256']}-{fingerprint}"
 
 

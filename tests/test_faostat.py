@@ -130,7 +130,7 @@ def test_command_line_exit_codes(home: Path, httpserver: HTTPServer, capsys: pyt
     _serve_recorded(httpserver)
     url = httpserver.url_for("/")
     assert main(["--area", INDIA, "--elements", ",".join(ELEMENTS), "--base-url", url]) == 0
-    assert capsys.readouterr().out.strip() == "faostat-qcl: loaded {'production': 50}"
+    assert capsys.readouterr().out.strip() == "faostat-qcl QCL/100: loaded {'production': 50}"
     httpserver.expect_request(f"/missing{PATH}").respond_with_data("not here", status=404)
     assert main(["--area", "53", "--base-url", httpserver.url_for("/missing/")]) == 1
     err = capsys.readouterr().err.strip().splitlines()

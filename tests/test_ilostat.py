@@ -166,7 +166,7 @@ def test_command_line_exit_codes(home: Path, httpserver: HTTPServer, capsys: pyt
     _serve_recorded(httpserver)
     url = httpserver.url_for("/")
     assert main(["--indicator", UNE, "--ref-areas", ",".join(AREAS), "--base-url", url]) == 0
-    assert capsys.readouterr().out.strip() == f"{INSTANCE}: loaded {{'indicator_values': 52}}"
+    assert capsys.readouterr().out.strip() == f"{INSTANCE} {UNE}: loaded {{'indicator_values': 52}}"
     assert main(["--indicator", "not an id", "--base-url", url]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: ilostat: expected a dataset id like UNE_DEAP_SEX_AGE_RT_A, found 'not an id'"]

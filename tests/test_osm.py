@@ -235,7 +235,7 @@ def test_bad_parameters_fail_before_any_request(home: Any, httpserver: HTTPServe
 def test_cli_exit_codes(home: Any, httpserver: HTTPServer, capsys: pytest.CaptureFixture[str]) -> None:
     serve(httpserver, "amenities", CAFES)
     assert main(["--layers", "amenities", "--base-url", httpserver.url_for(PATH)]) == 0
-    assert capsys.readouterr().out.strip() == "osm-bj-amenities: loaded {'amenities': 103}"
+    assert capsys.readouterr().out.strip() == "osm-bj-amenities BJ: loaded {'amenities': 103}"
     httpserver.clear()
     serve(httpserver, "amenities", REMARK)
     assert main(["--layers", "amenities", "--base-url", httpserver.url_for(PATH)]) == 1

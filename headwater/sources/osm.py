@@ -74,88 +74,49 @@ _COMMON_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-class Buildings(pa.DataFrameModel):
+class OsmFeature(pa.DataFrameModel):
+    """Columns of every layer table: the element, where it is, its tags and meta."""
+
+    area: str = pa.Field(str_length={"min_value": 1})
+    element_type: str = pa.Field(isin=list(ELEMENT_TYPES))
+    element_id: int = pa.Field(ge=1)
+    name: str = pa.Field(nullable=True)
+    lat: float = pa.Field(ge=-90, le=90, nullable=True)
+    lon: float = pa.Field(ge=-180, le=180, nullable=True)
+    min_lat: float = pa.Field(ge=-90, le=90, nullable=True)
+    min_lon: float = pa.Field(ge=-180, le=180, nullable=True)
+    max_lat: float = pa.Field(ge=-90, le=90, nullable=True)
+    max_lon: float = pa.Field(ge=-180, le=180, nullable=True)
+    geometry: str = pa.Field(nullable=True)
+    members: str = pa.Field(nullable=True)
+    tags: str = pa.Field(str_startswith="{")
+    version: int = pa.Field(ge=1, nullable=True)
+    timestamp: Annotated[pl.Datetime, "ms", "UTC"] = pa.Field(nullable=True)
+    changeset: int = pa.Field(ge=0, nullable=True)
+    user: str = pa.Field(nullable=True)
+    uid: int = pa.Field(ge=0, nullable=True)
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class Buildings(OsmFeature):
     """``osm.buildings``: one row per tagged element with a ``building`` key, per area."""
 
-    area: str = pa.Field(str_length={"min_value": 1})
-    element_type: str = pa.Field(isin=list(ELEMENT_TYPES))
-    element_id: int = pa.Field(ge=1)
     building: str = pa.Field(nullable=True)
-    name: str = pa.Field(nullable=True)
-    lat: float = pa.Field(ge=-90, le=90, nullable=True)
-    lon: float = pa.Field(ge=-180, le=180, nullable=True)
-    min_lat: float = pa.Field(ge=-90, le=90, nullable=True)
-    min_lon: float = pa.Field(ge=-180, le=180, nullable=True)
-    max_lat: float = pa.Field(ge=-90, le=90, nullable=True)
-    max_lon: float = pa.Field(ge=-180, le=180, nullable=True)
-    geometry: str = pa.Field(nullable=True)
-    members: str = pa.Field(nullable=True)
-    tags: str = pa.Field(str_startswith="{")
-    version: int = pa.Field(ge=1, nullable=True)
-    timestamp: Annotated[pl.Datetime, "ms", "UTC"] = pa.Field(nullable=True)
-    changeset: int = pa.Field(ge=0, nullable=True)
-    user: str = pa.Field(nullable=True)
-    uid: int = pa.Field(ge=0, nullable=True)
-
-    class Config:
-        strict = True
-        coerce = True
 
 
-class Landuse(pa.DataFrameModel):
+class Landuse(OsmFeature):
     """``osm.landuse``: one row per tagged element with a ``landuse`` key, per area."""
 
-    area: str = pa.Field(str_length={"min_value": 1})
-    element_type: str = pa.Field(isin=list(ELEMENT_TYPES))
-    element_id: int = pa.Field(ge=1)
     landuse: str = pa.Field(nullable=True)
-    name: str = pa.Field(nullable=True)
-    lat: float = pa.Field(ge=-90, le=90, nullable=True)
-    lon: float = pa.Field(ge=-180, le=180, nullable=True)
-    min_lat: float = pa.Field(ge=-90, le=90, nullable=True)
-    min_lon: float = pa.Field(ge=-180, le=180, nullable=True)
-    max_lat: float = pa.Field(ge=-90, le=90, nullable=True)
-    max_lon: float = pa.Field(ge=-180, le=180, nullable=True)
-    geometry: str = pa.Field(nullable=True)
-    members: str = pa.Field(nullable=True)
-    tags: str = pa.Field(str_startswith="{")
-    version: int = pa.Field(ge=1, nullable=True)
-    timestamp: Annotated[pl.Datetime, "ms", "UTC"] = pa.Field(nullable=True)
-    changeset: int = pa.Field(ge=0, nullable=True)
-    user: str = pa.Field(nullable=True)
-    uid: int = pa.Field(ge=0, nullable=True)
-
-    class Config:
-        strict = True
-        coerce = True
 
 
-class Amenities(pa.DataFrameModel):
+class Amenities(OsmFeature):
     """``osm.amenities``: one row per tagged element with an ``amenity`` key, per area."""
 
-    area: str = pa.Field(str_length={"min_value": 1})
-    element_type: str = pa.Field(isin=list(ELEMENT_TYPES))
-    element_id: int = pa.Field(ge=1)
     amenity: str = pa.Field(nullable=True)
-    name: str = pa.Field(nullable=True)
-    lat: float = pa.Field(ge=-90, le=90, nullable=True)
-    lon: float = pa.Field(ge=-180, le=180, nullable=True)
-    min_lat: float = pa.Field(ge=-90, le=90, nullable=True)
-    min_lon: float = pa.Field(ge=-180, le=180, nullable=True)
-    max_lat: float = pa.Field(ge=-90, le=90, nullable=True)
-    max_lon: float = pa.Field(ge=-180, le=180, nullable=True)
-    geometry: str = pa.Field(nullable=True)
-    members: str = pa.Field(nullable=True)
-    tags: str = pa.Field(str_startswith="{")
-    version: int = pa.Field(ge=1, nullable=True)
-    timestamp: Annotated[pl.Datetime, "ms", "UTC"] = pa.Field(nullable=True)
-    changeset: int = pa.Field(ge=0, nullable=True)
-    user: str = pa.Field(nullable=True)
-    uid: int = pa.Field(ge=0, nullable=True)
-
-    class Config:
-        strict = True
-        coerce = True
 
 
 _KEY = ("element_type", "element_id")
