@@ -1,7 +1,10 @@
-"""Work pools and queues as code: ``python -m deployments.setup`` creates or updates them.
+"""Work pools, queues and global concurrency limits as code.
 
-Idempotent: running it twice changes nothing. The queues replace the Celery queues
-of the systems Headwater replaces.
+``python -m deployments.setup`` creates or updates them; running it twice changes
+nothing. The queues replace the Celery queues of the systems Headwater replaces (one
+per vertical, plus ``sot`` and ``maintenance``); the ``headwater-warehouse-writes``
+limit bounds how many runs publish into the warehouse at once (``load-batch`` takes a
+slot), so a ClickHouse server is not swamped by every worker at 01:00.
 """
 
 from __future__ import annotations
@@ -10,7 +13,12 @@ import sys
 from dataclasses import dataclass
 
 from prefect import get_client
-from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+from prefect.client.schemas.actions import (
+    GlobalConcurrencyLimitCreate,
+    GlobalConcurrencyLimitUpdate,
+    WorkPoolCreate,
+    WorkPoolUpdate,
+)
 from prefect.exceptions import ObjectNotFound
 from prefect.workers.process import ProcessWorker
 
@@ -49,6 +57,29 @@ POOLS = (
         ),
     ),
 )
+
+
+WAREHOUSE_WRITES = "headwater-warehouse-writes"
+GLOBAL_LIMITS: dict[str, int] = {WAREHOUSE_WRITES: 2}
+
+
+def ensure_global_limits(limits: dict[str, int] = GLOBAL_LIMITS) -> list[str]:
+    """Create or update the global concurrency limits; returns what changed."""
+    changes: list[str] = []
+    with get_client(sync_client=True) as client:
+        for name, limit in limits.items():
+            try:
+                current = client.read_global_concurrency_limit_by_name(name)
+            except ObjectNotFound:
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=name, limit=limit, active=True)
+                )
+                changes.append(f"created global concurrency limit {name} ({limit})")
+                continue
+            if (current.limit, current.active) != (limit, True):
+                client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=limit, active=True))
+                changes.append(f"updated global concurrency limit {name} ({limit})")
+    return changes
 
 
 def ensure_pools(pools: tuple[PoolSpec, ...] = POOLS) -> list[str]:
@@ -106,8 +137,8 @@ def ensure_pools(pools: tuple[PoolSpec, ...] = POOLS) -> list[str]:
 
 def main() -> int:
     """Apply the pools and queues and print what changed."""
-    changes = ensure_pools()
-    print("\n".join(changes) if changes else "work pools and queues are up to date")
+    changes = ensure_pools() + ensure_global_limits()
+    print("\n".join(changes) if changes else "work pools, queues and limits are up to date")
     return 0
 
 

@@ -14,7 +14,7 @@ from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
-from headwater.pipeline import BatchOutcome, new_run_id
+from headwater.pipeline import RunResult, new_run_id
 from headwater.settings import get_settings
 from headwater.sources.faostat import (
     DEFAULT_AREA,
@@ -35,7 +35,7 @@ def ingest_faostat(
     items: list[str] | None = None,
     years: list[int] | None = None,
     base_url: str | None = None,
-) -> BatchOutcome:
+) -> RunResult:
     """Download one area's QCL production CSV and replace its partition.
 
     ``area`` is a FAOSTAT area code (``53`` Benin, ``100`` India); with the domain it is

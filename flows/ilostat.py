@@ -14,7 +14,7 @@ from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
-from headwater.pipeline import BatchOutcome, new_run_id
+from headwater.pipeline import RunResult, new_run_id
 from headwater.settings import get_settings
 from headwater.sources.ilostat import (
     DATASET_ID,
@@ -33,7 +33,7 @@ def ingest_ilostat(
     indicator: str,
     ref_areas: list[str] | None = None,
     base_url: str | None = None,
-) -> BatchOutcome:
+) -> RunResult:
     """Download one dataset's code-style CSV for the reference areas and replace its partition.
 
     ``indicator`` is the rplumber dataset id with its frequency (``UNE_DEAP_SEX_AGE_RT_A``;

@@ -15,7 +15,7 @@ from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
-from headwater.pipeline import BatchOutcome, new_run_id
+from headwater.pipeline import RunResult, new_run_id
 from headwater.settings import get_settings
 from headwater.sources.osm import (
     DEFAULT_AREA,
@@ -43,7 +43,7 @@ def ingest_osm(
     geometry: str = "center",
     meta: bool = False,
     timeout_s: int = DEFAULT_TIMEOUT_S,
-) -> BatchOutcome:
+) -> RunResult:
     """Query each layer of the area on Overpass and replace the area's partition of its table.
 
     The area (ISO 3166-1 code such as ``BJ``, or an Overpass area id) is the partition:

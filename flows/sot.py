@@ -18,9 +18,10 @@ from datetime import UTC, date, datetime
 from prefect import flow
 
 from headwater.batch import BatchRequest
+from headwater.catchup import scheduled_date
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
-from headwater.pipeline import BatchOutcome, new_run_id, run_batch
+from headwater.pipeline import RunResult, new_run_id, run_batch
 from headwater.settings import get_settings
 from headwater.sources.sot.contract import SOT
 from tasks.download import download_manifest, download_resource
@@ -44,9 +45,14 @@ def resolve_base_url(base_url: str | None) -> str:
     return resolved
 
 
-def today_utc() -> date:
-    """Today's date in UTC: the default processing date of a scheduled run."""
-    return datetime.now(UTC).date()
+def default_processing_date() -> date:
+    """The day a deployment run was scheduled for (UTC), else today (UTC).
+
+    A late run caught up after downtime loads the export of the day it was scheduled
+    for, not of the day it happens to run.
+    """
+    scheduled = scheduled_date()
+    return (scheduled or datetime.now(UTC)).date()
 
 
 @flow(
@@ -59,8 +65,8 @@ def ingest_sot(
     processing_date: date | None = None,
     window_days: int = 195,
     base_url: str | None = None,
-) -> BatchOutcome:
-    """Ingest the SOT export of ``network`` for ``processing_date`` (default: today, UTC).
+) -> RunResult:
+    """Ingest the SOT export of ``network`` for ``processing_date`` (default: the scheduled day, UTC).
 
     Loads every contract table except the excluded ones into the ``sot`` database,
     replacing that network's partition for that date atomically. An export whose
@@ -72,7 +78,7 @@ def ingest_sot(
             f"sot-{network}",
             f"expected a network in {', '.join(settings.sot_networks)}, found {network!r}",
         )
-    day = processing_date or today_utc()
+    day = processing_date or default_processing_date()
     request = BatchRequest(
         source=SOT,
         instance=sot_instance(network),

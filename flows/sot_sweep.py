@@ -11,10 +11,11 @@ from datetime import date
 
 from prefect import flow
 
-from flows.sot import ingest_sot, sot_instance, today_utc
+from flows.sot import default_processing_date, ingest_sot, sot_instance
 from headwater.errors import HeadwaterError
 from headwater.ledger import open_ledger
 from headwater.logs import run_logger
+from headwater.pipeline import status_of
 from headwater.settings import get_settings
 
 
@@ -43,14 +44,14 @@ def sot_retry_sweep(
     networks already loaded are not touched.
     """
     logger = run_logger()
-    day = processing_date or today_utc()
+    day = processing_date or default_processing_date()
     pending = networks_not_loaded(networks or get_settings().sot_networks, day)
     logger.info("networks to retry for %s: %s", day, ", ".join(pending) or "none")
     statuses: dict[str, str] = {}
     errors: list[str] = []
     for network in pending:
         try:
-            statuses[network] = ingest_sot(network, day, window_days, base_url).status
+            statuses[network] = status_of(ingest_sot(network, day, window_days, base_url))
         except HeadwaterError as error:
             statuses[network] = "failed"
             errors.append(str(error))

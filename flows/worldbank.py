@@ -14,7 +14,7 @@ from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
-from headwater.pipeline import BatchOutcome, new_run_id
+from headwater.pipeline import RunResult, new_run_id
 from headwater.settings import get_settings
 from headwater.sources.worldbank import (
     DEFAULT_BASE_URL,
@@ -33,7 +33,7 @@ def ingest_worldbank(
     indicators: list[str] | None = None,
     base_url: str | None = None,
     per_page: int = PER_PAGE,
-) -> BatchOutcome:
+) -> RunResult:
     """Fetch every page of the vertical's indicators for the countries and replace its partition.
 
     The vertical (agriculture, employment, business) is the partition: each run is a full

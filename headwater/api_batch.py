@@ -26,7 +26,7 @@ from headwater.manifest import (
     sha256_file,
     write_manifest,
 )
-from headwater.pipeline import BatchOutcome, run_batch
+from headwater.pipeline import RunResult, run_batch
 from headwater.tables import write_parquet
 
 Fetch = Callable[[], dict[str, pl.DataFrame]]
@@ -63,7 +63,7 @@ def hash_local_resource(request: BatchRequest, resource: Resource, workdir: Path
     return DownloadedFile(url=path.as_uri(), path=path, bytes=path.stat().st_size, sha256=sha256_file(path))
 
 
-def run_api_batch(request: BatchRequest, fetch: Fetch) -> BatchOutcome:
+def run_api_batch(request: BatchRequest, fetch: Fetch) -> RunResult:
     """Run one API batch through the shared pipeline."""
 
     def fetch_manifest(req: BatchRequest, workdir: Path) -> Manifest:

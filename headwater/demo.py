@@ -21,6 +21,7 @@ from flows.sot import ingest_sot
 from headwater.export_server import ExportServer
 from headwater.ledger import open_ledger
 from headwater.loading import qualified
+from headwater.pipeline import status_of
 from headwater.replays import REGISTRARS, DemoRun
 from headwater.settings import get_settings
 from headwater.sources.sot.contract import SOT
@@ -90,7 +91,7 @@ def run_api_sources(server: ExportServer) -> tuple[list[DemoRun], dict[str, str]
     statuses: dict[str, str] = {}
     for demo in runs:
         try:
-            statuses[demo.instance] = demo.run(server.root_url).status
+            statuses[demo.instance] = status_of(demo.run(server.root_url))
         except Exception as error:  # report every source, then fail
             statuses[demo.instance] = "failed"
             print(f"error: {error}", file=sys.stderr)
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     with ExportServer(root) as server:
         for network in networks:
             try:
-                statuses[network] = ingest_sot(network, args.date, base_url=server.base_url).status
+                statuses[network] = status_of(ingest_sot(network, args.date, base_url=server.base_url))
             except Exception as error:  # report every network, then fail
                 statuses[network] = "failed"
                 failed = True

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect import Task
+from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext
 
 from blocks.warehouse import ClickHouseWarehouse
 from headwater.batch import BatchRequest
+from headwater.catchup import apply_catch_up, superseded_state
 from headwater.errors import HeadwaterError
 from headwater.http import DownloadedFile
 from headwater.ledger import FAILED, LOADED, SKIPPED_CIRCUIT_OPEN, UNCHANGED, RunRecord
@@ -47,6 +49,15 @@ class BatchOutcome:
     error: str | None = None
 
 
+RunResult = BatchOutcome | State
+"""What a source flow returns: the batch's outcome, or the Cancelled state of a superseded run."""
+
+
+def status_of(result: RunResult) -> str:
+    """A run result's status: the batch's, or ``superseded`` for a cancelled catch-up run."""
+    return result.status if isinstance(result, BatchOutcome) else "superseded"
+
+
 def new_run_id() -> str:
     """A fresh run id."""
     return uuid.uuid4().hex
@@ -64,10 +75,17 @@ def make_workdir(request: BatchRequest) -> Path:
     return workdir
 
 
-def run_batch(request: BatchRequest, fetch_manifest: FetchManifest, fetch_resource: FetchResource) -> BatchOutcome:
-    """Run one batch through the pipeline; raise the batch's error after recording it."""
+def run_batch(request: BatchRequest, fetch_manifest: FetchManifest, fetch_resource: FetchResource) -> RunResult:
+    """Run one batch through the pipeline; raise the batch's error after recording it.
+
+    A deployment run that the source's catch-up policy supersedes returns a Cancelled
+    state saying by which run, and does nothing else.
+    """
     logger = run_logger()
     started = time.monotonic()
+    decision = apply_catch_up(request.source.catch_up)
+    if not decision.proceed:
+        return superseded_state(decision)
     gate = check_gate(request, _flow_run_id())
     if not gate.allowed:
         return BatchOutcome(

@@ -15,7 +15,9 @@ class SourceSpec:
     ``partition_columns`` name the columns that identify one batch (they are in every
     table and are the ClickHouse partition key); ``constant_columns`` are further
     columns whose value is fixed per batch by the manifest (e.g. ``window_days``);
-    ``date_column`` is the partition column that retention compares with its cutoff.
+    ``date_column`` is the partition column that retention compares with its cutoff;
+    ``catch_up`` is what a deployment does with runs missed during downtime
+    (``latest`` or ``all``, see ``headwater/catchup.py``).
     """
 
     name: str
@@ -23,6 +25,7 @@ class SourceSpec:
     partition_columns: tuple[str, ...]
     constant_columns: tuple[str, ...] = ()
     date_column: str | None = None
+    catch_up: str = "latest"
 
     def table(self, name: str) -> TableSpec:
         """The spec of table ``name``; KeyError when the contract has no such table."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import task
+from prefect.concurrency.sync import concurrency
 
 from blocks.warehouse import ClickHouseWarehouse
+from deployments.setup import WAREHOUSE_WRITES
 from headwater.batch import BatchRequest
 from headwater.errors import IntegrityError
 from headwater.loading import (
@@ -46,7 +48,8 @@ def load_batch(
     database = request.database
     partition_by = request.source.partition_columns
     mode = ingest_mode(warehouse)
-    with warehouse.session() as client:
+    # A slot of the global limit created by `python -m deployments.setup` (no limit when absent).
+    with concurrency(WAREHOUSE_WRITES, occupy=1, strict=False), warehouse.session() as client:
         try:
             ensure_database(client, database)
             staged: list[StagedTable] = []

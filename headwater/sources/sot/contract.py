@@ -96,6 +96,7 @@ SOT = SourceSpec(
     partition_columns=("network", "processing_date"),
     constant_columns=("window_days",),
     date_column="processing_date",
+    catch_up="all",  # every scheduled run carries its own processing date
     tables={
         spec.name: spec
         for spec in (
