@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from croniter import croniter
 from prefect import Flow
 from prefect_sqlalchemy import SqlAlchemyConnector
 from pydantic import SecretStr
@@ -50,6 +51,20 @@ def test_every_deployment_entrypoint_imports_a_flow() -> None:
         path, attribute = deployment["entrypoint"].split(":")
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
         assert isinstance(getattr(module, attribute), Flow)
+
+
+def test_every_schedule_parses_and_has_a_stable_slug() -> None:
+    slugs = []
+    for deployment in DEPLOYMENTS:
+        assert deployment.get("schedules"), f"{deployment['name']} has no schedule"
+        for schedule in deployment["schedules"]:
+            assert croniter.is_valid(schedule["cron"]), f"{deployment['name']}: bad cron {schedule['cron']!r}"
+            assert schedule["timezone"] == "UTC"
+            assert schedule["slug"].startswith(deployment["name"])
+            slugs.append(schedule["slug"])
+        assert deployment["work_pool"]["name"] == "headwater"
+        assert deployment.get("concurrency_limit") == 1
+    assert len(slugs) == len(set(slugs))
 
 
 def test_no_module_reads_the_environment_outside_settings() -> None:
