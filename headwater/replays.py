@@ -122,9 +122,26 @@ def register_osm(server: ExportServer) -> DemoRun:
     )
 
 
+def register_open_meteo(server: ExportServer) -> DemoRun:
+    """Open-Meteo: the recorded Greenwich forecast (current conditions, 48 hours), as region set ``greenwich``."""
+    from flows.open_meteo import ingest_open_meteo  # noqa: PLC0415
+
+    forecast = "open_meteo/forecast_current_minutely15_hourly_daily_greenwich_2026-09-17.json"
+    server.replay("/v1/forecast", recorded(forecast, JSON))
+    return DemoRun(
+        instance="open-meteo-greenwich",
+        database="weather",
+        tables=("weather_current", "weather_hourly"),
+        run=lambda root: ingest_open_meteo(
+            "greenwich", regions=[{"name": "Greenwich", "latitude": 51.4769, "longitude": -0.0005}], base_url=root
+        ),
+    )
+
+
 REGISTRARS: tuple[Callable[[ExportServer], DemoRun], ...] = (
     register_worldbank,
     register_faostat,
     register_ilostat,
     register_osm,
+    register_open_meteo,
 )

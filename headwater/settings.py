@@ -63,6 +63,7 @@ class Settings(BaseSettings):
             "fenixservices.fao.org": 2.0,
             "rplumber.ilo.org": 2.0,
             "overpass-api.de": 0.5,
+            "api.open-meteo.com": 5.0,
         },
         description='Requests per second per host, JSON: {"api.worldbank.org": 5}.',
     )
@@ -116,6 +117,8 @@ class Settings(BaseSettings):
     ilostat_database: str = Field(default="ilostat", description="ClickHouse database of ILOSTAT tables.")
     osm_base_url: str | None = Field(default=None, description="Overpass API interpreter URL (default: public).")
     osm_database: str = Field(default="osm", description="ClickHouse database of OpenStreetMap tables.")
+    open_meteo_base_url: str | None = Field(default=None, description="Open-Meteo API root (default: public).")
+    open_meteo_database: str = Field(default="weather", description="ClickHouse database of Open-Meteo tables.")
 
     validation_batch_rows: int = Field(
         default=1_000_000, ge=1, description="Rows per batch when validating a Parquet file (bounds memory)."

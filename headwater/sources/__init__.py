@@ -5,6 +5,7 @@ from __future__ import annotations
 from headwater.settings import Settings, get_settings
 from headwater.sources.faostat import FAOSTAT
 from headwater.sources.ilostat import ILOSTAT
+from headwater.sources.open_meteo import OPEN_METEO
 from headwater.sources.osm import OSM
 from headwater.sources.sot.contract import SOT
 from headwater.sources.worldbank import WORLDBANK
@@ -20,4 +21,5 @@ def registered_sources(settings: Settings | None = None) -> list[tuple[SourceSpe
         (FAOSTAT, settings.faostat_database),
         (ILOSTAT, settings.ilostat_database),
         (OSM, settings.osm_database),
+        (OPEN_METEO, settings.open_meteo_database),
     ]
