@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 from prefect import task
@@ -48,8 +49,10 @@ def load_batch(
     database = request.database
     partition_by = request.source.partition_columns
     mode = ingest_mode(warehouse)
-    # A slot of the global limit created by `python -m deployments.setup` (no limit when absent).
-    with concurrency(WAREHOUSE_WRITES, occupy=1, strict=False), warehouse.session() as client:
+    # Against a server, a slot of the global limit `python -m deployments.setup` creates (no limit
+    # when absent); embedded chDB is already serialised by the warehouse lock.
+    slot = nullcontext() if warehouse.embedded else concurrency(WAREHOUSE_WRITES, occupy=1, strict=False)
+    with slot, warehouse.session() as client:
         try:
             ensure_database(client, database)
             staged: list[StagedTable] = []
