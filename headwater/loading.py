@@ -23,7 +23,7 @@ from clickhouse_connect.driver.client import Client
 
 from headwater.errors import PublishError, SchemaViolation
 from headwater.logs import run_logger
-from headwater.tables import TableSpec, table_ddl
+from headwater.tables import MERGE, REPLACE, TableSpec, table_ddl
 
 ARROW_BATCH_ROWS = 200_000
 # Smaller insert blocks: measured on chDB, lower peak memory and a faster insert than the defaults.
@@ -41,6 +41,8 @@ class StagedTable:
     table: str
     staging: str
     rows: int
+    write_mode: str = REPLACE
+    key: tuple[str, ...] = ()
 
 
 def qualified(database: str, table: str) -> str:
@@ -112,7 +114,7 @@ def stage_parquet(
     else:
         raise ValueError(f"unknown ingest mode {mode!r}")
     rows = int(client.command(f"SELECT count() FROM {target}"))  # type: ignore[arg-type]
-    return StagedTable(table=spec.name, staging=staging, rows=rows)
+    return StagedTable(table=spec.name, staging=staging, rows=rows, write_mode=spec.write_mode, key=spec.key)
 
 
 def _stage_arrow(client: Client, target: str, spec: TableSpec, path: Path, batch_id: str) -> None:
@@ -171,16 +173,24 @@ def publish(
     partition: Mapping[str, Any],
     partition_by: Sequence[str],
     tag: str,
-) -> None:
-    """Replace the batch's partition of every target table with its staged rows.
+    batch_id: str,
+) -> dict[str, int]:
+    """Publish every staged table; returns, per merge-mode table, rows whose key already existed.
 
-    On failure, every table already swapped is put back as it was and
-    :class:`PublishError` is raised.
+    ``replace`` tables: the batch's partition of each target is swapped for its staged
+    rows. ``merge`` tables (published after them): the staged rows are inserted with an
+    insert deduplication token, so a retried publish never duplicates, and the
+    ReplacingMergeTree keeps the newest row per key. On failure every table already
+    published is put back (replace: from a pre-publish copy; merge: the batch's rows are
+    deleted) and :class:`PublishError` is raised.
     """
     part = partition_literal(partition, partition_by)
     where = partition_filter(partition, partition_by)
+    ordered = [s for s in staged if s.write_mode == REPLACE] + [s for s in staged if s.write_mode == MERGE]
     previous: dict[str, int] = {}
-    for item in staged:
+    for item in ordered:
+        if item.write_mode != REPLACE:
+            continue
         backup = qualified(database, backup_table_name(item.table, tag))
         target = qualified(database, item.table)
         client.command(f"DROP TABLE IF EXISTS {backup}")
@@ -188,35 +198,63 @@ def publish(
         previous[item.table] = _partition_rows(client, target, where)
         if previous[item.table]:
             client.command(f"ALTER TABLE {backup} REPLACE PARTITION {part} FROM {target}")
-    swapped: list[StagedTable] = []
+    deduplicated: dict[str, int] = {}
+    published: list[StagedTable] = []
     try:
-        for item in staged:
-            _swap_in(client, qualified(database, item.table), qualified(database, item.staging), part, item.rows)
-            swapped.append(item)
+        for item in ordered:
+            target, staging = qualified(database, item.table), qualified(database, item.staging)
+            if item.write_mode == MERGE:
+                deduplicated[item.table] = _existing_keys(client, target, staging, item.key)
+                client.command(
+                    f"INSERT INTO {target} SELECT * FROM {staging}",
+                    settings={"insert_deduplication_token": f"{batch_id}:{item.table}"},
+                )
+            else:
+                _swap_in(client, target, staging, part, item.rows)
+            published.append(item)
     except Exception as error:
-        failed = staged[len(swapped)].table
-        restored = _restore(client, database, swapped, previous, part, tag)
+        failed = ordered[len(published)].table
+        restored = _restore(client, database, published, previous, part, tag, batch_id)
         raise PublishError(
             source,
             f"publishing {failed} failed ({error.__class__.__name__}: {str(error).splitlines()[0]}); "
             f"restored {', '.join(restored) or 'nothing (no table had been swapped)'} to the previous version",
         ) from error
+    return deduplicated
+
+
+def _existing_keys(client: Client, target: str, staging: str, key: Sequence[str]) -> int:
+    """Staged rows whose key is already in the target (they replace older versions)."""
+    columns = ", ".join(quote_identifier(c) for c in key)
+    return int(
+        client.command(  # type: ignore[arg-type]
+            f"SELECT count() FROM {staging} WHERE ({columns}) IN (SELECT {columns} FROM {target})"
+        )
+    )
 
 
 def _restore(
     client: Client,
     database: str,
-    swapped: Sequence[StagedTable],
+    published: Sequence[StagedTable],
     previous: Mapping[str, int],
     part: str,
     tag: str,
+    batch_id: str,
 ) -> list[str]:
     restored = []
-    for item in reversed(swapped):
-        backup = qualified(database, backup_table_name(item.table, tag))
-        _swap_in(client, qualified(database, item.table), backup, part, previous[item.table])
+    for item in reversed(published):
+        target = qualified(database, item.table)
+        if item.write_mode == MERGE:
+            client.command(
+                f"ALTER TABLE {target} DELETE WHERE `_batch_id` = {format_query_value(batch_id)}",
+                settings={"mutations_sync": 2},
+            )
+        else:
+            backup = qualified(database, backup_table_name(item.table, tag))
+            _swap_in(client, target, backup, part, previous[item.table])
         restored.append(item.table)
-        run_logger().warning("restored %s.%s partition %s", database, item.table, part)
+        run_logger().warning("restored %s.%s (%s)", database, item.table, item.write_mode)
     return restored
 
 

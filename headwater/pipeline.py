@@ -120,7 +120,9 @@ def run_batch(request: BatchRequest, fetch_manifest: FetchManifest, fetch_resour
             for validation in validations:
                 validation.result()
             warehouse = ClickHouseWarehouse.from_settings()
-            record.rows_by_table = load_batch(request, manifest, files, warehouse)
+            loaded = load_batch(request, manifest, files, warehouse)
+            record.rows_by_table = loaded.rows_by_table
+            record.rows_deduplicated = sum(loaded.deduplicated.values()) if loaded.deduplicated else None
             record.batch_id = request.batch_id(manifest.content_hash)
             record.status = LOADED
     except HeadwaterError as error:

@@ -18,6 +18,9 @@ import pyarrow
 import pyarrow.parquet as pq
 from clickhouse_connect.driver.binding import quote_identifier
 
+REPLACE, MERGE = "replace", "merge"
+"""Write modes: ``replace`` swaps the batch's partition; ``merge`` inserts and deduplicates by key."""
+
 LINEAGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("_batch_id", "String"),
     ("_loaded_at", "DateTime64(3, 'UTC')"),
@@ -88,12 +91,21 @@ class Column:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A table a source publishes: its model, its key and how it is sorted in ClickHouse."""
+    """A table a source publishes: its model, its key, how it is sorted and written in ClickHouse.
+
+    ``write_mode`` ``replace`` (default): each batch replaces its partition of the table
+    (snapshots). ``merge``: each batch's rows are inserted into a ``ReplacingMergeTree``
+    keyed (and sorted) by ``key``, with the newest ``_loaded_at`` winning, so incremental
+    batches accumulate and overlaps deduplicate (read with ``FINAL``); ``partition_expr``
+    partitions such a table (e.g. ``toYYYYMM(datetime)``).
+    """
 
     name: str
     model: type[pa.DataFrameModel]
     key: tuple[str, ...]
     order_by: tuple[str, ...] = field(default=())
+    write_mode: str = REPLACE
+    partition_expr: str | None = None
 
     @cached_property
     def schema(self) -> pa.DataFrameSchema:
@@ -128,11 +140,20 @@ def table_ddl(spec: TableSpec, database: str, table: str, partition_by: tuple[st
     """``CREATE TABLE IF NOT EXISTS`` for a table of ``spec`` (data plus lineage columns)."""
     columns = [(c.name, c.clickhouse_type) for c in spec.columns] + list(LINEAGE_COLUMNS)
     body = ",\n  ".join(f"{quote_identifier(n)} {t} CODEC(ZSTD(1))" for n, t in columns)
-    partition = ", ".join(quote_identifier(c) for c in partition_by)
-    order = ", ".join(quote_identifier(c) for c in spec.sort_key)
+    if spec.write_mode == MERGE:
+        order = ", ".join(quote_identifier(c) for c in spec.key)
+        engine = "ReplacingMergeTree(`_loaded_at`)"
+        partition = spec.partition_expr or "tuple()"
+        # Insert deduplication tokens work on non-replicated tables only with this window.
+        tail = "\nSETTINGS non_replicated_deduplication_window = 1000"
+    else:
+        order = ", ".join(quote_identifier(c) for c in spec.sort_key)
+        engine = "MergeTree"
+        partition = "(" + ", ".join(quote_identifier(c) for c in partition_by) + ")"
+        tail = ""
     return (
         f"CREATE TABLE IF NOT EXISTS {quote_identifier(database)}.{quote_identifier(table)} (\n  {body}\n)\n"
-        f"ENGINE = MergeTree\nPARTITION BY ({partition})\nORDER BY ({order})"
+        f"ENGINE = {engine}\nPARTITION BY {partition}\nORDER BY ({order}){tail}"
     )
 
 

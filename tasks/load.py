@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import task
@@ -35,10 +36,18 @@ def ingest_mode(warehouse: ClickHouseWarehouse) -> str:
     return mode
 
 
+@dataclass(frozen=True)
+class LoadResult:
+    """Rows loaded per table, and per merge-mode table the rows that replaced existing keys."""
+
+    rows_by_table: dict[str, int]
+    deduplicated: dict[str, int]
+
+
 @task(name="load-batch", task_run_name="load {request.label}")
 def load_batch(
     request: BatchRequest, manifest: Manifest, files: dict[str, Path], warehouse: ClickHouseWarehouse
-) -> dict[str, int]:
+) -> LoadResult:
     """Stage each table in full, check row counts and keys, then publish the partition.
 
     Nothing is visible in a target table before publish; staging and backup tables
@@ -78,7 +87,7 @@ def load_batch(
                 check_unique_keys(client, request.label, database, spec, item)
                 staged.append(item)
                 logger.info("staged %s rows of %s (%s)", item.rows, table, mode)
-            publish(
+            deduplicated = publish(
                 client,
                 source=request.label,
                 database=database,
@@ -86,8 +95,9 @@ def load_batch(
                 partition=request.partition,
                 partition_by=partition_by,
                 tag=request.tag,
+                batch_id=batch_id,
             )
         finally:
             drop_run_tables(client, database, request.tag)
     logger.info("published %s as %s", request.label, batch_id)
-    return {item.table: item.rows for item in staged}
+    return LoadResult({item.table: item.rows for item in staged}, deduplicated)
