@@ -10,7 +10,9 @@ version), validate, load, record, cleanup.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 from prefect import task
@@ -29,21 +31,47 @@ from headwater.manifest import (
 from headwater.pipeline import RunResult, run_batch
 from headwater.tables import write_parquet
 
-Fetch = Callable[[], dict[str, pl.DataFrame]]
+
+@dataclass
+class FetchResult:
+    """What an API fetch returns: a frame per table, and what it knows about the batch's quality.
+
+    ``rows_rejected`` (e.g. quarantined out-of-range rows), ``quality_score`` (0..1) and
+    ``notes`` (e.g. which providers failed and why) are written into the batch's
+    META.json (``x-headwater``) and from there into the run ledger.
+    """
+
+    frames: dict[str, pl.DataFrame]
+    rows_rejected: int | None = None
+    quality_score: float | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
-def describe_frames(request: BatchRequest, frames: dict[str, pl.DataFrame], directory: Path) -> Manifest:
+Fetch = Callable[[], "dict[str, pl.DataFrame] | FetchResult"]
+
+
+def describe_frames(request: BatchRequest, fetched: dict[str, pl.DataFrame] | FetchResult, directory: Path) -> Manifest:
     """Write each table's frame as Parquet in ``directory`` and a META.json describing them."""
+    result = fetched if isinstance(fetched, FetchResult) else FetchResult(frames=fetched)
     directory.mkdir(parents=True, exist_ok=True)
     counts = {}
-    for table, frame in frames.items():
+    quality = {
+        k: v
+        for k, v in (
+            ("rows_rejected", result.rows_rejected),
+            ("quality_score", result.quality_score),
+            ("notes", result.notes or None),
+        )
+        if v is not None
+    }
+    for table, frame in result.frames.items():
         counts[table] = write_parquet(directory / f"{table}.parquet", request.source.table(table), [frame])
     document = build_manifest(
         directory,
         name=f"{request.instance}-{request.partition_key.replace('/', '-')}",
         source=request.source.name,
         partition=dict(request.partition),
-        constants=dict(request.constants),
+        constants={**request.constants, **quality},
         tables=counts,
     )
     path = write_manifest(directory, document)

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from blocks.ledger import ledger_connector
 from headwater.settings import Settings
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = sa.MetaData()
 
@@ -55,6 +55,7 @@ runs = sa.Table(
     sa.Column("manifest_hash", sa.String(64), nullable=True),
     sa.Column("error_kind", sa.String(64), nullable=True),
     sa.Column("error", sa.Text, nullable=True),
+    sa.Column("notes", sa.Text, nullable=True),
 )
 
 dataset_versions = sa.Table(
@@ -116,6 +117,7 @@ class RunRecord:
     rows_rejected: int | None = None
     rows_deduplicated: int | None = None
     quality_score: float | None = None
+    notes: dict[str, Any] | None = None
 
 
 def _now() -> datetime:
@@ -238,6 +240,7 @@ class Ledger:
                     rows_rejected=record.rows_rejected,
                     rows_deduplicated=record.rows_deduplicated,
                     quality_score=record.quality_score,
+                    notes=json.dumps(record.notes, sort_keys=True) if record.notes else None,
                     rows_by_table=json.dumps(record.rows_by_table, sort_keys=True) if record.rows_by_table else None,
                     bytes=record.bytes,
                     manifest_hash=record.manifest_hash,

@@ -104,6 +104,9 @@ def run_batch(request: BatchRequest, fetch_manifest: FetchManifest, fetch_resour
         resources = verify_manifest(request, manifest)
         record.bytes = sum(r.bytes for r in resources)
         record.rows_fetched = sum(r.rows for r in resources)
+        record.rows_rejected = manifest.constants.get("rows_rejected")
+        record.quality_score = manifest.constants.get("quality_score")
+        record.notes = manifest.constants.get("notes")
         if is_unchanged(request, manifest.content_hash):
             record.status = UNCHANGED
             record.batch_id = request.batch_id(manifest.content_hash)

@@ -64,16 +64,16 @@ def test_migration_from_schema_1_keeps_rows(ledger_backend: str) -> None:
             )
         )
     with open_ledger() as ledger:
-        assert ledger.schema_version() == SCHEMA_VERSION == 2
+        assert ledger.schema_version() == SCHEMA_VERSION == 3
         columns = {c["name"] for c in sa.inspect(ledger.engine).get_columns("runs")}
-        assert {"quality_score", "rows_rejected", "rows_deduplicated", "rows_fetched"} <= columns
+        assert {"quality_score", "rows_rejected", "rows_deduplicated", "rows_fetched", "notes"} <= columns
         [row] = ledger.runs_for("sot-ethereum")
         assert (row["run_id"], row["status"], row["quality_score"]) == ("old", "loaded", None)
         ledger.set_state("openaq-1", "cursor:sensor-3", "2026-11-22T00:00:00Z")
         ledger.set_state("openaq-1", "cursor:sensor-3", "2026-11-23T00:00:00Z")
         assert ledger.get_state("openaq-1", "cursor:sensor-3") == "2026-11-23T00:00:00Z"
     with open_ledger() as ledger:  # a second migrate changes nothing
-        assert ledger.schema_version() == 2
+        assert ledger.schema_version() == 3
 
 
 def test_reliability_score() -> None:
