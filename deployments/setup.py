@@ -54,6 +54,7 @@ POOLS = (
             QueueSpec("employment", priority=4, description="Employment vertical (ILOSTAT, World Bank)"),
             QueueSpec("business", priority=5, description="Business vertical (World Bank)"),
             QueueSpec("maintenance", priority=6, concurrency_limit=1, description="Health checks and retention"),
+            QueueSpec("environment", priority=7, description="Air quality (OpenAQ)"),
         ),
     ),
 )

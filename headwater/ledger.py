@@ -326,6 +326,14 @@ class Ledger:
                 sa.select(source_state.c.value).where(source_state.c.instance == instance, source_state.c.key == key)
             ).scalar()
 
+    def all_state(self, instance: str) -> dict[str, str]:
+        """Every stored value of the instance, by key."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(source_state.c.key, source_state.c.value).where(source_state.c.instance == instance)
+            ).all()
+        return {str(k): str(v) for k, v in rows}
+
     def set_state(self, instance: str, key: str, value: str) -> None:
         """Store a value of the instance (insert or replace)."""
         with self.engine.begin() as conn:

@@ -138,10 +138,27 @@ def register_open_meteo(server: ExportServer) -> DemoRun:
     )
 
 
+def register_openaq(server: ExportServer) -> DemoRun:
+    """OpenAQ: location 1 (one PM2.5 sensor) and 48 recorded measurements (no API key in the demo)."""
+    from flows.openaq import ingest_openaq  # noqa: PLC0415
+
+    server.replay("/v3/locations/1", recorded("openaq/openaq-r_v3_locations_1.json", JSON))
+    server.replay(
+        "/v3/sensors/1/measurements", recorded("openaq/openaq-r_v3_sensors_3_measurements_2023-03-07.json", JSON)
+    )
+    return DemoRun(
+        instance="openaq-demo",
+        database="openaq",
+        tables=("measurements", "measurements_quarantine"),
+        run=lambda root: ingest_openaq([1], location_set="demo", base_url=root),
+    )
+
+
 REGISTRARS: tuple[Callable[[ExportServer], DemoRun], ...] = (
     register_worldbank,
     register_faostat,
     register_ilostat,
     register_osm,
     register_open_meteo,
+    register_openaq,
 )

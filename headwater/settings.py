@@ -115,16 +115,36 @@ class Settings(BaseSettings):
     faostat_database: str = Field(default="faostat", description="ClickHouse database of FAOSTAT tables.")
     ilostat_base_url: str | None = Field(default=None, description="ILOSTAT rplumber root (default: public).")
     ilostat_database: str = Field(default="ilostat", description="ClickHouse database of ILOSTAT tables.")
+    openaq_base_url: str | None = Field(default=None, description="OpenAQ API root (default: public).")
+    openaq_database: str = Field(default="openaq", description="ClickHouse database of OpenAQ tables.")
+    openaq_api_key_block: str = Field(
+        default="openaq-api-key", description="Name of the Prefect Secret block holding the OpenAQ API key."
+    )
+    openaq_locations: Annotated[list[int], NoDecode] = Field(
+        default=[2178, 8118], description="OpenAQ location ids to follow (comma-separated)."
+    )
     osm_base_url: str | None = Field(default=None, description="Overpass API interpreter URL (default: public).")
     osm_database: str = Field(default="osm", description="ClickHouse database of OpenStreetMap tables.")
     open_meteo_base_url: str | None = Field(default=None, description="Open-Meteo API root (default: public).")
     open_meteo_database: str = Field(default="weather", description="ClickHouse database of Open-Meteo tables.")
+    ecb_base_url: str | None = Field(default=None, description="ECB euro reference rates root (default: public).")
+    frankfurter_base_url: str | None = Field(default=None, description="Frankfurter API root (default: public).")
+    erapi_base_url: str | None = Field(default=None, description="open.er-api.com root (default: public).")
+    yahoo_base_url: str | None = Field(default=None, description="Yahoo Finance chart API root (default: public).")
+    stooq_base_url: str | None = Field(default=None, description="Stooq CSV download root (default: public).")
+    fx_database: str = Field(default="markets", description="ClickHouse database of the FX rates table.")
+    markets_database: str = Field(default="markets", description="ClickHouse database of market price tables.")
+    provider_disagreement_tolerance: float = Field(
+        default=0.02,
+        ge=0,
+        description="Relative difference between two providers' values that counts as a disagreement.",
+    )
 
     validation_batch_rows: int = Field(
         default=1_000_000, ge=1, description="Rows per batch when validating a Parquet file (bounds memory)."
     )
 
-    @field_validator("sot_networks", "sot_excluded_tables", "alert_blocks", mode="before")
+    @field_validator("sot_networks", "sot_excluded_tables", "alert_blocks", "openaq_locations", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):

@@ -8,7 +8,7 @@ from prefect.artifacts import create_table_artifact
 from headwater import events
 from headwater.batch import BatchRequest
 from headwater.health import Gate, check_circuit, record_attempt
-from headwater.ledger import RunRecord, open_ledger
+from headwater.ledger import SUCCESSES, RunRecord, open_ledger
 from headwater.logs import run_logger
 from headwater.settings import get_settings
 
@@ -60,6 +60,10 @@ def record_outcome(request: BatchRequest, record: RunRecord) -> None:
     with open_ledger() as ledger:
         ledger.finish_run(request.run_id, record)
         record_attempt(ledger, request.instance, request.source.name, record.status)
+        if record.status in SUCCESSES and record.notes:
+            # incremental cursors and the like advance only once the batch is loaded
+            for key, value in (record.notes.get("state") or {}).items():
+                ledger.set_state(request.instance, key, str(value))
     if record.quality_score is not None and record.quality_score < get_settings().quality_alert_threshold:
         events.emit(
             events.QUALITY_LOW,

@@ -126,7 +126,7 @@ def test_pool_command_is_idempotent(ops: Ops) -> None:
     assert "created global concurrency limit headwater-warehouse-writes (2)" in first.stdout
     assert second.stdout.strip() == "work pools, queues and limits are up to date"
     queues = {q["name"]: q for q in ops.api("POST", "/work_pools/headwater/queues/filter", {})}
-    assert {"sot", "agriculture", "realestate", "employment", "business", "maintenance"} <= set(queues)
+    assert {"sot", "agriculture", "realestate", "employment", "business", "maintenance", "environment"} <= set(queues)
     assert queues["maintenance"]["concurrency_limit"] == 1
 
 

@@ -6,6 +6,7 @@ from headwater.settings import Settings, get_settings
 from headwater.sources.faostat import FAOSTAT
 from headwater.sources.ilostat import ILOSTAT
 from headwater.sources.open_meteo import OPEN_METEO
+from headwater.sources.openaq import OPENAQ
 from headwater.sources.osm import OSM
 from headwater.sources.sot.contract import SOT
 from headwater.sources.worldbank import WORLDBANK
@@ -22,4 +23,5 @@ def registered_sources(settings: Settings | None = None) -> list[tuple[SourceSpe
         (ILOSTAT, settings.ilostat_database),
         (OSM, settings.osm_database),
         (OPEN_METEO, settings.open_meteo_database),
+        (OPENAQ, settings.openaq_database),
     ]

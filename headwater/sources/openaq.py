@@ -1,0 +1,228 @@
+"""OpenAQ v3 air quality: incremental measurements per sensor, deduplicated, range-checked.
+
+- ``GET {base}/v3/locations/{id}`` lists a location's sensors (locations are configuration).
+- ``GET {base}/v3/sensors/{id}/measurements?datetime_from=…&limit=…&page=…`` pages through
+  measurements newer than the sensor's cursor (kept in the ledger's source state; it
+  advances only after a successful load).
+- Every request carries the API key from a Prefect ``Secret`` block as ``X-API-Key``;
+  the key is never logged and never stored.
+- Values outside the parameter's plausible range are quarantined (``measurements_quarantine``
+  with the reason) and counted in the batch's quality score; they never reach
+  ``measurements``, which merges by (sensor_id, datetime_from).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pandera.polars as pa
+import polars as pl
+from pandera.engines.polars_engine import DateTime
+
+from headwater.api_batch import FetchResult
+from headwater.errors import FetchError
+from headwater.http import get, make_client, paginate
+from headwater.spec import SourceSpec
+from headwater.tables import MERGE, TableSpec
+
+DEFAULT_BASE_URL = "https://api.openaq.org"
+DEFAULT_LOCATIONS = (2178, 8118)  # the seed's monitoring sites: Del Norte (Albuquerque), and a second site
+PAGE_LIMIT = 1000
+UTC_MS = {"time_unit": "ms", "time_zone": "UTC"}
+
+# Plausible ranges per (parameter, unit): outside them a value is quarantined.
+RANGES: dict[tuple[str, str], tuple[float, float]] = {
+    ("pm25", "µg/m³"): (0.0, 1000.0),
+    ("pm10", "µg/m³"): (0.0, 2000.0),
+    ("o3", "µg/m³"): (0.0, 1000.0),
+    ("o3", "ppm"): (0.0, 1.0),
+    ("no2", "µg/m³"): (0.0, 2000.0),
+    ("no2", "ppm"): (0.0, 2.0),
+    ("temperature", "c"): (-50.0, 60.0),
+    ("temperature", "°c"): (-50.0, 60.0),
+    ("relativehumidity", "%"): (0.0, 100.0),
+}
+
+
+class Measurement(pa.DataFrameModel):
+    """``openaq.measurements``: one value per sensor and period start (merged, newest wins)."""
+
+    location_id: int = pa.Field(ge=1)
+    sensor_id: int = pa.Field(ge=1)
+    parameter: str = pa.Field(str_length={"min_value": 1})
+    units: str
+    value: float
+    datetime_from: DateTime = pa.Field(dtype_kwargs=UTC_MS)
+    datetime_to: DateTime = pa.Field(dtype_kwargs=UTC_MS, nullable=True)
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class QuarantinedMeasurement(Measurement):
+    """``openaq.measurements_quarantine``: measurements kept out of the table, with why."""
+
+    reason: str = pa.Field(str_length={"min_value": 1})
+
+
+OPENAQ = SourceSpec(
+    name="openaq",
+    partition_columns=("location_set",),
+    tables={
+        "measurements": TableSpec(
+            "measurements",
+            Measurement,
+            key=("sensor_id", "datetime_from"),
+            write_mode=MERGE,
+            partition_expr="toYYYYMM(datetime_from)",
+        ),
+        "measurements_quarantine": TableSpec(
+            "measurements_quarantine",
+            QuarantinedMeasurement,
+            key=("sensor_id", "datetime_from"),
+            write_mode=MERGE,
+            partition_expr="toYYYYMM(datetime_from)",
+        ),
+    },
+)
+
+SCHEMA: dict[str, pl.DataType] = {
+    "location_id": pl.Int64(),
+    "sensor_id": pl.Int64(),
+    "parameter": pl.String(),
+    "units": pl.String(),
+    "value": pl.Float64(),
+    "datetime_from": pl.Datetime("ms", "UTC"),
+    "datetime_to": pl.Datetime("ms", "UTC"),
+}
+
+
+def location_set_name(locations: tuple[int, ...]) -> str:
+    """``seed`` for the default locations, else the sorted ids joined by dashes."""
+    return (
+        "seed"
+        if tuple(sorted(locations)) == tuple(sorted(DEFAULT_LOCATIONS))
+        else "-".join(str(x) for x in sorted(locations))
+    )
+
+
+def cursor_key(sensor_id: int) -> str:
+    """The ledger state key of a sensor's cursor."""
+    return f"cursor:sensor:{sensor_id}"
+
+
+def _utc(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC) if text else None
+
+
+def _results(source: str, url: str, body: Any) -> list[dict[str, Any]]:
+    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        raise FetchError(source, url, f"expected {{meta, results}}, found {str(body)[:200]!r}")
+    return list(body["results"])
+
+
+def location_sensors(
+    source: str, base_url: str, location: int, client: httpx.Client, headers: Mapping[str, str]
+) -> list[tuple[int, str, str]]:
+    """(sensor id, parameter, units) of every sensor of a location."""
+    url = f"{base_url.rstrip('/')}/v3/locations/{location}"
+    response = get(source, url, headers=headers, client=client)
+    results = _results(source, str(response.url), response.json())
+    if not results:
+        raise FetchError(source, str(response.url), f"location {location} not found")
+    return [(int(s["id"]), s["parameter"]["name"], s["parameter"]["units"]) for s in results[0].get("sensors") or []]
+
+
+def sensor_measurements(
+    source: str,
+    base_url: str,
+    sensor: int,
+    since: datetime | None,
+    client: httpx.Client,
+    headers: Mapping[str, str],
+    limit: int = PAGE_LIMIT,
+) -> list[dict[str, Any]]:
+    """Every measurement of a sensor newer than ``since``, across pages."""
+    url = f"{base_url.rstrip('/')}/v3/sensors/{sensor}/measurements"
+
+    def page(number: int) -> tuple[list[dict[str, Any]], int]:
+        params: dict[str, Any] = {"limit": limit, "page": number}
+        if since is not None:
+            params["datetime_from"] = since.strftime("%Y-%m-%dT%H:%M:%SZ")
+        response = get(source, url, params=params, headers=headers, client=client)
+        rows = _results(source, str(response.url), response.json())
+        return rows, number + 1 if len(rows) == limit else number  # a full page: ask for the next one
+
+    records: list[dict[str, Any]] = []
+    for rows in paginate(page):
+        records.extend(rows)
+    return [r for r in records if since is None or (_utc(r["period"]["datetimeFrom"]["utc"]) or since) > since]
+
+
+def split_by_range(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows within their parameter's plausible range, and the others with a reason."""
+    kept, quarantined = [], []
+    for row in rows:
+        bounds = RANGES.get((row["parameter"], row["units"].lower()))
+        if bounds and not bounds[0] <= row["value"] <= bounds[1]:
+            quarantined.append(
+                {
+                    **row,
+                    "reason": f"{row['parameter']} {row['value']} {row['units']} outside [{bounds[0]}, {bounds[1]}]",
+                }
+            )
+        else:
+            kept.append(row)
+    return kept, quarantined
+
+
+def fetch_measurements(
+    source: str, base_url: str, locations: tuple[int, ...], cursors: Mapping[str, str], api_key: str | None
+) -> FetchResult:
+    """New measurements of every sensor of the locations, split into kept and quarantined rows."""
+    headers = {"X-API-Key": api_key} if api_key else {}
+    rows: list[dict[str, Any]] = []
+    new_cursors: dict[str, str] = {}
+    seen: set[tuple[int, datetime]] = set()
+    duplicates = 0
+    with make_client() as client:
+        for location in locations:
+            for sensor, parameter, units in location_sensors(source, base_url, location, client, headers):
+                since = _utc(cursors.get(cursor_key(sensor)))
+                for record in sensor_measurements(source, base_url, sensor, since, client, headers):
+                    start = _utc(record["period"]["datetimeFrom"]["utc"])
+                    if start is None or record.get("value") is None:
+                        continue
+                    if (sensor, start) in seen:
+                        duplicates += 1
+                        continue
+                    seen.add((sensor, start))
+                    rows.append(
+                        {
+                            "location_id": location,
+                            "sensor_id": sensor,
+                            "parameter": record["parameter"]["name"] or parameter,
+                            "units": record["parameter"]["units"] or units,
+                            "value": float(record["value"]),
+                            "datetime_from": start,
+                            "datetime_to": _utc((record["period"].get("datetimeTo") or {}).get("utc")),
+                        }
+                    )
+                    previous = new_cursors.get(cursor_key(sensor)) or cursors.get(cursor_key(sensor))
+                    if previous is None or start > (_utc(previous) or start):
+                        new_cursors[cursor_key(sensor)] = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    kept, quarantined = split_by_range(rows)
+    total = len(rows)
+    return FetchResult(
+        frames={
+            "measurements": pl.DataFrame(kept, schema=SCHEMA),
+            "measurements_quarantine": pl.DataFrame(quarantined, schema={**SCHEMA, "reason": pl.String()}),
+        },
+        rows_rejected=len(quarantined),
+        quality_score=round(len(kept) / total, 4) if total else 1.0,
+        notes={"state": new_cursors, "duplicates_in_response": duplicates} if new_cursors or duplicates else {},
+    )
