@@ -81,7 +81,7 @@ def report_health() -> list[dict[str, object]]:
         rows = health_rows(ledger, datetime.now(UTC))
         for row in rows:
             previous = (ledger.health(row.name) or {}).get("freshness")
-            source = row.name.split("-", 1)[0]
+            source = ledger.source_of(row.name) or row.name
             if row.state == STALE and previous != STALE:
                 events.emit(events.SOURCE_STALE, row.name, source, age_s=row.age_s, cadence_s=row.cadence_s)
                 logger.warning("%s is stale (last success %s)", row.name, row.last_success)

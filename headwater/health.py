@@ -122,7 +122,7 @@ def record_attempt(ledger: Ledger, instance: str, source: str, status: str, now:
 def reset_circuit(ledger: Ledger, instance: str) -> None:
     """Close an instance's circuit by hand and clear its failure count."""
     health = ledger.health(instance)
-    source = health["source"] if health else instance.split("-", 1)[0]
+    source = ledger.source_of(instance) or instance
     ledger.save_health(instance, source, circuit_state=CLOSED, consecutive_failures=0, opened_at=None)
     if health and health["circuit_state"] != CLOSED:
         events.emit(events.CIRCUIT_CLOSED, instance, source, previous=health["circuit_state"], manual=True)

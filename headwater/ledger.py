@@ -302,6 +302,15 @@ class Ledger:
         with self.engine.connect() as conn:
             return sorted(conn.execute(sa.select(runs.c.instance).distinct()).scalars())
 
+    def source_of(self, instance: str) -> str | None:
+        """The source an instance belongs to, from its health row or its runs; None if never seen."""
+        with self.engine.connect() as conn:
+            found = (
+                conn.execute(sa.select(source_health.c.source).where(source_health.c.instance == instance)).scalar()
+                or conn.execute(sa.select(runs.c.source).where(runs.c.instance == instance).limit(1)).scalar()
+            )
+        return str(found) if found else None
+
     def health(self, instance: str) -> dict[str, Any] | None:
         """The instance's health row (circuit, failures, last success), or None."""
         with self.engine.connect() as conn:
