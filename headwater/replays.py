@@ -154,6 +154,36 @@ def register_openaq(server: ExportServer) -> DemoRun:
     )
 
 
+def register_fx(server: ExportServer) -> DemoRun:
+    """FX: the recorded ECB daily XML (ECB wins); Frankfurter's recorded answer to compare with."""
+    from flows.fx import ingest_fx  # noqa: PLC0415
+
+    server.replay("/stats/eurofxref/eurofxref-daily.xml", recorded("ecb/eurofxref-daily_2025-05-09.xml", "text/xml"))
+    server.replay("/v1/latest", recorded("frankfurter/v1_latest_amount1_baseEUR_2025-12-17.json", JSON))
+    return DemoRun(
+        instance="fx-rates",
+        database="markets",
+        tables=("rates",),
+        run=lambda root: ingest_fx("EUR", ecb_url=root, frankfurter_url=root, erapi_url=root),
+    )
+
+
+def register_coffee(server: ExportServer) -> DemoRun:
+    """Coffee: the recorded GC=F chart body stands in for KC=F (same shape; no KC=F recording exists)."""
+    from flows.coffee import ingest_coffee  # noqa: PLC0415
+
+    server.replay(
+        "/v8/finance/chart/KC=F",
+        recorded("stooq_yahoo/v8_finance_chart_GC_F_period1-1577836800_period2-1578009600_body.json", JSON),
+    )
+    return DemoRun(
+        instance="coffee-prices",
+        database="markets",
+        tables=("coffee_prices",),
+        run=lambda root: ingest_coffee("KC", yahoo_url=root, stooq_url=root),
+    )
+
+
 REGISTRARS: tuple[Callable[[ExportServer], DemoRun], ...] = (
     register_worldbank,
     register_faostat,
@@ -161,4 +191,6 @@ REGISTRARS: tuple[Callable[[ExportServer], DemoRun], ...] = (
     register_osm,
     register_open_meteo,
     register_openaq,
+    register_fx,
+    register_coffee,
 )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from headwater.settings import Settings, get_settings
+from headwater.sources.coffee import COFFEE
 from headwater.sources.faostat import FAOSTAT
+from headwater.sources.fx import FX
 from headwater.sources.ilostat import ILOSTAT
 from headwater.sources.open_meteo import OPEN_METEO
 from headwater.sources.openaq import OPENAQ
@@ -24,4 +26,6 @@ def registered_sources(settings: Settings | None = None) -> list[tuple[SourceSpe
         (OSM, settings.osm_database),
         (OPEN_METEO, settings.open_meteo_database),
         (OPENAQ, settings.openaq_database),
+        (FX, settings.fx_database),
+        (COFFEE, settings.markets_database),
     ]
