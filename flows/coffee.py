@@ -14,7 +14,7 @@ from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
-from headwater.pipeline import RunResult, new_run_id
+from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.coffee import (
     COFFEE,
@@ -58,10 +58,7 @@ def ingest_coffee(
         source=COFFEE,
         instance=instance_name(symbol),
         partition={"symbol": symbol},
-        constants={},
         database=settings.markets_database,
-        excluded_tables=frozenset(),
-        run_id=new_run_id(),
         location=urls["yahoo"],
     )
     return run_api_batch(

@@ -14,7 +14,7 @@ from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
-from headwater.pipeline import RunResult, new_run_id
+from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.fx import (
     CURRENCY,
@@ -59,10 +59,7 @@ def ingest_fx(
         source=FX,
         instance=instance_name(base),
         partition={"base": base},
-        constants={},
         database=settings.fx_database,
-        excluded_tables=frozenset(),
-        run_id=new_run_id(),
         location=urls["ecb"],
     )
     return run_api_batch(

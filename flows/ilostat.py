@@ -14,7 +14,7 @@ from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
-from headwater.pipeline import RunResult, new_run_id
+from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.ilostat import (
     DATASET_ID,
@@ -54,10 +54,7 @@ def ingest_ilostat(
         source=ILOSTAT,
         instance=instance,
         partition={"dataset_id": indicator},
-        constants={},
         database=settings.ilostat_database,
-        excluded_tables=frozenset(),
-        run_id=new_run_id(),
         location=url,
     )
     return run_api_batch(request, lambda: fetch_indicator(request.label, url, indicator, areas))

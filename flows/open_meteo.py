@@ -19,7 +19,7 @@ from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
-from headwater.pipeline import RunResult, new_run_id
+from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.open_meteo import (
     DEFAULT_BASE_URL,
@@ -67,10 +67,7 @@ def ingest_open_meteo(
         source=OPEN_METEO,
         instance=instance,
         partition={"region_set": region_set},
-        constants={},
         database=settings.open_meteo_database,
-        excluded_tables=frozenset(),
-        run_id=new_run_id(),
         location=url,
     )
     return run_api_batch(request, lambda: fetch_forecasts(request.label, url, region_set, chosen, forecast_hours))

@@ -16,7 +16,7 @@ from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.ledger import open_ledger
 from headwater.logs import run_logger
-from headwater.pipeline import RunResult, new_run_id
+from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.openaq import DEFAULT_BASE_URL, OPENAQ, fetch_measurements, location_set_name
 
@@ -48,10 +48,7 @@ def ingest_openaq(
         source=OPENAQ,
         instance=f"openaq-{name}",
         partition={"location_set": name},
-        constants={},
         database=settings.openaq_database,
-        excluded_tables=frozenset(),
-        run_id=new_run_id(),
         location=url,
     )
     with open_ledger() as ledger:

@@ -15,7 +15,7 @@ from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
-from headwater.pipeline import RunResult, new_run_id
+from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.osm import (
     DEFAULT_AREA,
@@ -67,10 +67,8 @@ def ingest_osm(
         source=OSM,
         instance=osm_instance(value, chosen),
         partition={"area": value},
-        constants={},
         database=settings.osm_database,
         excluded_tables=frozenset(LAYERS) - set(chosen),
-        run_id=new_run_id(),
         location=url,
     )
     return run_api_batch(request, lambda: fetch_layers(request.label, url, value, chosen, timeout_s, geometry, meta))

@@ -21,7 +21,7 @@ from headwater.batch import BatchRequest
 from headwater.catchup import scheduled_date
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
-from headwater.pipeline import RunResult, new_run_id, run_batch
+from headwater.pipeline import RunResult, run_batch
 from headwater.settings import get_settings
 from headwater.sources.sot.contract import SOT
 from tasks.download import download_manifest, download_resource
@@ -86,7 +86,6 @@ def ingest_sot(
         constants={"window_days": window_days},
         database=settings.sot_database,
         excluded_tables=frozenset(settings.sot_excluded_tables),
-        run_id=new_run_id(),
         location=export_url(resolve_base_url(base_url), network, day),
     )
     return run_batch(request, download_manifest, download_resource)

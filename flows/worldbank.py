@@ -14,7 +14,7 @@ from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
-from headwater.pipeline import RunResult, new_run_id
+from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.worldbank import (
     DEFAULT_BASE_URL,
@@ -51,10 +51,7 @@ def ingest_worldbank(
         source=WORLDBANK,
         instance=f"worldbank-{vertical}",
         partition={"vertical": vertical},
-        constants={},
         database=settings.worldbank_database,
-        excluded_tables=frozenset(),
-        run_id=new_run_id(),
         location=url,
     )
     return run_api_batch(

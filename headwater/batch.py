@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -22,10 +23,10 @@ class BatchRequest:
     source: SourceSpec
     instance: str
     partition: dict[str, str | date]
-    constants: dict[str, Any]
     database: str
-    excluded_tables: frozenset[str]
-    run_id: str
+    constants: dict[str, Any] = field(default_factory=dict)
+    excluded_tables: frozenset[str] = frozenset()
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     location: str = ""
 
     @property

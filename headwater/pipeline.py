@@ -7,7 +7,6 @@ A source supplies only how to get its manifest and its files; the rest is here.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,11 +55,6 @@ RunResult = BatchOutcome | State
 def status_of(result: RunResult) -> str:
     """A run result's status: the batch's, or ``superseded`` for a cancelled catch-up run."""
     return result.status if isinstance(result, BatchOutcome) else "superseded"
-
-
-def new_run_id() -> str:
-    """A fresh run id."""
-    return uuid.uuid4().hex
 
 
 def _flow_run_id() -> str | None:

@@ -13,7 +13,7 @@ from prefect import flow
 
 from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
-from headwater.pipeline import BatchOutcome, new_run_id
+from headwater.pipeline import BatchOutcome
 from headwater.spec import SourceSpec
 from headwater.tables import MERGE, TableSpec
 from tests.helpers import ledger_runs, query
@@ -68,10 +68,7 @@ def ingest_readings(hours: list[int], value: float) -> BatchOutcome:
         source=READINGS,
         instance="readings-test",
         partition={"feed": "test"},
-        constants={},
         database="readings",
-        excluded_tables=frozenset(),
-        run_id=new_run_id(),
     )
     result = run_api_batch(request, lambda: {"readings": frame(range(hours[0], hours[1]), value)})
     assert isinstance(result, BatchOutcome)

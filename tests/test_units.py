@@ -166,7 +166,6 @@ def test_validation_is_cached_on_content_not_path(home: Path, tmp_path: Path) ->
         partition={"network": "ethereum", "processing_date": DAY},
         constants={"window_days": 195},
         database="sot",
-        excluded_tables=frozenset(),
         run_id="r" * 32,
     )
 
