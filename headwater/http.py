@@ -207,6 +207,20 @@ def _get(
     return response
 
 
+def _retried(client: httpx.Client | None, call: Callable[[httpx.Client], T]) -> T:
+    """Run ``call`` under the retry policy, on ``client`` or on a client of its own (then closed)."""
+    owned = client is None
+    http = client or make_client()
+    try:
+        for attempt in retrying():
+            with attempt:
+                return call(http)
+    finally:
+        if owned:
+            http.close()
+    raise AssertionError("unreachable: tenacity re-raises the last error")
+
+
 def get(
     source: str,
     url: str,
@@ -216,16 +230,7 @@ def get(
     client: httpx.Client | None = None,
 ) -> httpx.Response:
     """GET with the retry policy and the host's rate limit; raises the matching Headwater error."""
-    owned = client is None
-    http = client or make_client()
-    try:
-        for attempt in retrying():
-            with attempt:
-                return _get(http, source, url, params, headers)
-    finally:
-        if owned:
-            http.close()
-    raise AssertionError("unreachable: tenacity re-raises the last error")
+    return _retried(client, lambda http: _get(http, source, url, params, headers))
 
 
 def paginate(fetch_page: Callable[[int], tuple[T, int]], first: int = 1) -> Iterator[T]:
@@ -247,13 +252,4 @@ def download_file(source: str, url: str, dest: Path, client: httpx.Client | None
     """
     if urlparse(url).scheme == "file":
         return _copy_local(source, url, dest)
-    owned = client is None
-    http = client or make_client()
-    try:
-        for attempt in retrying():
-            with attempt:
-                return _stream_http(http, source, url, dest)
-    finally:
-        if owned:
-            http.close()
-    raise AssertionError("unreachable: tenacity re-raises the last error")
+    return _retried(client, lambda http: _stream_http(http, source, url, dest))
