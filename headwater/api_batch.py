@@ -45,6 +45,9 @@ class FetchResult:
     rows_rejected: int | None = None
     quality_score: float | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    """Parts of the batch that failed (e.g. ``{"location 2178": "HTTP 500 …"}``); the rest is loaded
+    and the run is recorded ``partial``. Empty when every part succeeded."""
 
 
 Fetch = Callable[[], "dict[str, pl.DataFrame] | FetchResult"]
@@ -61,6 +64,7 @@ def describe_frames(request: BatchRequest, fetched: dict[str, pl.DataFrame] | Fe
             ("rows_rejected", result.rows_rejected),
             ("quality_score", result.quality_score),
             ("notes", result.notes or None),
+            ("failures", result.failures or None),
         )
         if v is not None
     }

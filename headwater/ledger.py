@@ -99,6 +99,8 @@ source_health = sa.Table(
 
 RUNNING, LOADED, UNCHANGED, FAILED = "running", "loaded", "unchanged", "failed"
 SKIPPED_CIRCUIT_OPEN = "skipped_circuit_open"
+PARTIAL = "partial"
+"""Some parts of the batch (e.g. OpenAQ locations) failed; the others were loaded. Alerts treat it as a failure."""
 SUCCESSES = frozenset({LOADED, UNCHANGED})
 
 

@@ -57,6 +57,44 @@ class Settings(BaseSettings):
         default=300.0, ge=0, description="Longest Retry-After a request waits for before its next attempt."
     )
     http_user_agent: str = Field(default="headwater/0.1 (+https://github.com/headwater)")
+    http_request_deadline_s: float = Field(
+        default=300.0, gt=0, description="Total time one API request may take, all reads included (per attempt)."
+    )
+    http_download_min_rate_bytes_s: float = Field(
+        default=256 * 1024,
+        gt=0,
+        description="Slowest transfer rate a download may keep; its deadline is bytes / rate (at least the minimum).",
+    )
+    http_download_deadline_min_s: float = Field(
+        default=120.0, gt=0, description="Shortest total deadline of one file download (per attempt)."
+    )
+    http_max_body_bytes: int = Field(
+        default=256 * 1024 * 1024, gt=0, description="Largest API response body read into memory or to disk."
+    )
+    manifest_max_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="Largest META.json accepted.")
+    manifest_wait_attempts: int = Field(
+        default=3, ge=0, description="Extra tries when an export's META.json is not published yet (HTTP 404)."
+    )
+    manifest_wait_s: float = Field(
+        default=300.0, ge=0, description="Wait between tries for an unpublished META.json (the legacy 5 minutes)."
+    )
+    flow_timeout_s: float = Field(
+        default=3600.0, gt=0, description="Hard time limit of one source flow run (the legacy 1 h)."
+    )
+    task_timeout_s: float = Field(
+        default=3300.0, gt=0, description="Time limit of one task run (the legacy 55 min soft limit)."
+    )
+    run_lease_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A running ledger row whose lease was not renewed for this long belongs to a dead process.",
+    )
+    stale_staging_hours: float = Field(
+        default=6.0, ge=0, description="Retention drops _stg_/_bak_ tables older than this whose run is not running."
+    )
+    ledger_write_attempts: int = Field(
+        default=6, ge=1, description="Attempts of the ledger write that records a published batch."
+    )
     http_rate_limits: dict[str, float] = Field(
         default_factory=lambda: {
             "api.worldbank.org": 5.0,
