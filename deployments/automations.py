@@ -1,13 +1,20 @@
-"""Alerts as code: ``python -m deployments.automations`` creates or updates Headwater's automations.
+"""Automations as code: ``python -m deployments.automations`` creates or updates Headwater's automations.
 
-Each automation reacts to one kind of event and sends a notification to every block
-named in ``HEADWATER_ALERT_BLOCKS`` (``type-slug/name``, comma-separated, e.g.
+Each alert reacts to one kind of event and sends a notification to every block named in
+``HEADWATER_ALERT_BLOCKS`` (``type-slug/name``, comma-separated, e.g.
 ``slack-webhook/alerts,custom-webhook/ops``). Idempotent: automations are matched by
 name and only updated when their trigger, actions, description or enabled flag differ.
 
-With no alert blocks configured, alerts are disabled: nothing is created, updated or
+With no alert blocks configured, alerts are disabled: no alert is created, updated or
 deleted (an unset variable in an operator's shell must not wipe production alerts);
-existing Headwater automations are reported and left as they are.
+existing Headwater alerts are reported and left as they are.
+
+One automation is not an alert and is always applied: the zombie-run watchdog
+(``headwater-zombie-flow-runs``). Workers run flows with
+``PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30`` (``prefect.yaml``), so a deployment's flow run
+sends ``prefect.flow-run.heartbeat`` every 30 s while it runs; when neither a heartbeat
+nor a terminal state arrives within ``ZOMBIE_AFTER_S`` of the last heartbeat, the
+server marks the run Crashed, and the ``headwater-flow-run-failed`` alert reports it.
 """
 
 from __future__ import annotations
@@ -19,8 +26,9 @@ from typing import Any, cast
 from uuid import UUID
 
 from prefect import get_client
-from prefect.automations import Automation, EventTrigger, Posture, SendNotification
+from prefect.automations import Automation, ChangeFlowRunState, EventTrigger, Posture, SendNotification
 from prefect.blocks.core import Block, UnknownBlockType
+from prefect.client.schemas.objects import StateType
 from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectNotFound
 
@@ -44,6 +52,18 @@ EVENT_BODY = (
 )
 SOURCE_MATCH = {"prefect.resource.id": events.resource_id("*")}
 FLOW_RUN_MATCH = {"prefect.resource.id": "prefect.flow-run.*"}
+
+HEARTBEAT_FREQUENCY_S = 30
+"""``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` of the workers' flow runs (``prefect.yaml``; Prefect's minimum)."""
+ZOMBIE_AFTER_S = 3 * HEARTBEAT_FREQUENCY_S
+"""Seconds without a heartbeat (nor a terminal state) after which a running flow run is marked Crashed."""
+ZOMBIE_NAME = "headwater-zombie-flow-runs"
+HEARTBEAT = "prefect.flow-run.heartbeat"
+TERMINAL_EVENTS = tuple(f"prefect.flow-run.{state}" for state in ("Completed", "Failed", "Cancelled", "Crashed"))
+DEPLOYMENT_RUN = {"prefect.resource.role": "deployment"}
+"""Only flow runs of a deployment (started by a worker, which sets the heartbeat frequency) are watched:
+a run started by hand (``python -m flows.X``) heartbeats at Prefect's default 180 s, which would look
+silent to a 90 s window while it is healthy."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +111,24 @@ ALERTS = (
         events=(events.QUALITY_LOW,),
         match=SOURCE_MATCH,
     ),
+    AlertSpec(
+        name="headwater-run-partial",
+        description="A run loaded only part of its batch (ledger status partial): some parts failed.",
+        events=(events.RUN_PARTIAL,),
+        match=SOURCE_MATCH,
+    ),
+    AlertSpec(
+        name="headwater-run-crashed",
+        description="A run's process died without recording an outcome (found by the next run of the source).",
+        events=(events.RUN_CRASHED,),
+        match=SOURCE_MATCH,
+    ),
+    AlertSpec(
+        name="headwater-source-repaired",
+        description="The warehouse disagreed with the ledger (a crashed publish, doubled or lost rows); repaired.",
+        events=(events.SOURCE_REPAIRED,),
+        match=SOURCE_MATCH,
+    ),
 )
 
 
@@ -134,6 +172,45 @@ def build(spec: AlertSpec, block_ids: list[UUID]) -> Automation:
     )
 
 
+def build_zombie_watchdog(within_s: float = ZOMBIE_AFTER_S, name: str = ZOMBIE_NAME) -> Automation:
+    """The automation that marks a deployment's flow run Crashed when its heartbeat stops.
+
+    Proactive, one bucket per flow run: the first heartbeat opens a ``within_s`` window,
+    each further heartbeat opens a new one, a terminal state closes it; a window that ends
+    empty fires ``ChangeFlowRunState`` to Crashed. ``within_s`` is at least 10 (Prefect's minimum for
+    proactive triggers); tests pass that to see a run crash quickly.
+    """
+    return Automation(
+        name=name,
+        description=(
+            f"Marks a deployment's flow run Crashed when it sent no heartbeat for {within_s:g} s"
+            f" (workers send one every {HEARTBEAT_FREQUENCY_S} s) and reached no terminal state."
+        ),
+        enabled=True,
+        trigger=EventTrigger(
+            after={HEARTBEAT},
+            expect={HEARTBEAT, *TERMINAL_EVENTS},
+            match=ResourceSpecification.model_validate(FLOW_RUN_MATCH),
+            match_related=ResourceSpecification.model_validate(DEPLOYMENT_RUN),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=within_s),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                name="Crashed",
+                state=StateType.CRASHED,
+                force=False,  # a run that already ended keeps its terminal state
+                message=(
+                    f"Headwater: the flow run's heartbeat stopped (none for {within_s:g} s);"
+                    " the process running it died or hung. Marked Crashed by the zombie-run automation."
+                ),
+            )
+        ],
+    )
+
+
 def _comparable(automation: Automation) -> dict[str, Any]:
     """The parts of an automation this module owns, in a form that compares by value."""
     return automation.model_dump(include={"description", "enabled", "trigger", "actions"})
@@ -170,24 +247,39 @@ def ensure_automations(block_refs: list[str], specs: tuple[AlertSpec, ...] = ALE
     return [change for change in changes if change]
 
 
+def ensure_zombie_watchdog(within_s: float = ZOMBIE_AFTER_S, name: str = ZOMBIE_NAME) -> str | None:
+    """Create or update the zombie-run automation (with or without alert blocks); returns what changed."""
+    return apply(build_zombie_watchdog(within_s, name))
+
+
 def present(specs: tuple[AlertSpec, ...] = ALERTS) -> list[str]:
     """Names of the specs' automations that exist on the server."""
     return [spec.name for spec in specs if existing_automations(spec.name)]
 
 
 def main() -> int:
-    """Apply the automations and print what changed; exit 1 when an alert block is unusable."""
+    """Apply the automations and print what changed; exit 1 when an alert block is unusable.
+
+    The zombie-run watchdog is applied in every case (it is not a notification); the
+    alerts only when alert blocks are configured and all of them are usable.
+    """
     refs = get_settings().alert_blocks
+    watchdog = ensure_zombie_watchdog()
     if not refs:
-        print("alerts are disabled: HEADWATER_ALERT_BLOCKS is empty; no automations created or changed")
+        print("alerts are disabled: HEADWATER_ALERT_BLOCKS is empty; no alert automations created or changed")
         if left := present():
             print(f"existing automations left as they are: {', '.join(left)}")
+        if watchdog:
+            print(watchdog)
         return 0
     try:
         changes = ensure_automations(refs)
     except AlertBlockError as exc:
+        if watchdog:
+            print(watchdog)
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    changes = [watchdog, *changes] if watchdog else changes
     print("\n".join(changes) if changes else "automations are up to date")
     return 0
 

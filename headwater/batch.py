@@ -43,7 +43,7 @@ class BatchRequest:
     @property
     def tag(self) -> str:
         """Short, unique suffix of this run's staging objects."""
-        return self.run_id.replace("-", "")[:16]
+        return run_tag(self.run_id)
 
     def batch_id(self, content_hash: str) -> str:
         """Lineage id written into every row: source, partition and content hash."""
@@ -53,3 +53,8 @@ class BatchRequest:
     def ingested_tables(self) -> tuple[str, ...]:
         """Contract tables this run loads (contract order, exclusions removed)."""
         return tuple(t for t in self.source.tables if t not in self.excluded_tables)
+
+
+def run_tag(run_id: str) -> str:
+    """The suffix of a run's staging and backup tables and of its temp dir."""
+    return run_id.replace("-", "")[:16]

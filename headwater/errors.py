@@ -58,6 +58,23 @@ class TransientFetchError(FetchError):
         super().__init__(source, url, message, status)
 
 
+class TimeoutFetchError(TransientFetchError):
+    """An attempt did not finish within its total deadline or a read timed out (retried)."""
+
+    kind = "timeout"
+
+
+class BodyTooLargeError(FetchError):
+    """A response body grew past its size cap; reading stopped there (not retried)."""
+
+    kind = "body_too_large"
+
+    def __init__(self, source: str, url: str, cap: int, seen: int) -> None:
+        self.cap = cap
+        self.seen = seen
+        super().__init__(source, url, f"body larger than the cap of {cap} bytes (stopped after {seen} bytes)")
+
+
 class ManifestError(HeadwaterError):
     """META.json is missing, malformed, or disagrees with the request or the contract."""
 

@@ -16,6 +16,9 @@ SOURCE_FAILING = "headwater.source.failing"
 SOURCE_STALE = "headwater.source.stale"
 SOURCE_RECOVERED = "headwater.source.recovered"
 QUALITY_LOW = "headwater.quality.low"
+RUN_PARTIAL = "headwater.run.partial"
+SOURCE_REPAIRED = "headwater.source.repaired"
+RUN_CRASHED = "headwater.run.crashed"
 
 
 def resource_id(instance: str) -> str:

@@ -23,6 +23,7 @@ never succeeded.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -34,11 +35,14 @@ import yaml
 from croniter import croniter
 
 from headwater import events
-from headwater.ledger import FAILED, SUCCESSES, Ledger
+from headwater.ledger import FAILED, RUNNING, SUCCESSES, Ledger
+from headwater.reconcile import is_dead
 from headwater.settings import Settings, get_settings
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 FRESH, LATE, STALE, NEVER, UNSCHEDULED = "fresh", "late", "stale", "never", "unscheduled"
+DAMAGED = "damaged"
+"""The warehouse does not hold the instance's loaded version, or a publish is unfinished: repaired by its next run."""
 DECAY = 0.9
 FAILING_AFTER = 3
 
@@ -197,6 +201,13 @@ def freshness(last_success: datetime | None, every: timedelta | None, now: datet
     return STALE
 
 
+def _attempt_status(run: Mapping[str, Any], lease: timedelta) -> str:
+    """A run's status for reliability: a ``running`` row whose process is gone counts as ``failed``."""
+    if run["status"] == RUNNING and is_dead(run, lease):
+        return FAILED
+    return str(run["status"])
+
+
 @dataclass(frozen=True)
 class SourceHealth:
     """One row of the health view."""
@@ -218,13 +229,21 @@ class SourceHealth:
         return asdict(self)
 
 
-def health_rows(ledger: Ledger, now: datetime | None = None) -> list[SourceHealth]:
-    """One health row per source instance: every source deployment and every instance that ran."""
+def health_rows(
+    ledger: Ledger, now: datetime | None = None, damage: Mapping[str, list[str]] | None = None
+) -> list[SourceHealth]:
+    """One health row per source instance: every source deployment and every instance that ran.
+
+    ``damage`` (from :func:`headwater.reconcile.damaged_instances`) marks instances whose
+    warehouse state disagrees with the ledger ``damaged``, whatever their freshness.
+    """
+    damage = damage or {}
     settings = get_settings()
     now = now or datetime.now(UTC)
     schedules = deployment_schedules(settings)
     names = sorted(set(source_deployments(settings)) | set(ledger.instances()))
     grace = timedelta(seconds=settings.freshness_grace_s)
+    lease = timedelta(seconds=settings.run_lease_s)
     rows = []
     for name in names:
         recent = ledger.runs_for(name, newest=settings.reliability_window)
@@ -238,9 +257,9 @@ def health_rows(ledger: Ledger, now: datetime | None = None) -> list[SourceHealt
         rows.append(
             SourceHealth(
                 name=name,
-                state=freshness(last_success, every, now, grace),
+                state=DAMAGED if name in damage else freshness(last_success, every, now, grace),
                 circuit=health.get("circuit_state", CLOSED),
-                reliability=reliability([r["status"] for r in recent]),
+                reliability=reliability([_attempt_status(r, lease) for r in recent]),
                 consecutive_failures=int(health.get("consecutive_failures", 0)),
                 last_success=last_success.isoformat() if last_success else None,
                 age_s=round((now - last_success).total_seconds(), 1) if last_success else None,

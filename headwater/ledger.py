@@ -8,6 +8,7 @@ so the same statements run on both.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from filelock import FileLock
 from sqlalchemy.engine import Engine
 
-from blocks.ledger import ledger_connector
-from headwater.settings import Settings
+from blocks.ledger import ledger_connector, quiet_connector_logs
+from headwater.faults import checkpoint
+from headwater.settings import Settings, get_settings
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+MIGRATION_LOCK_KEY = 0x48454144  # PostgreSQL advisory lock id of ledger migrations ("HEAD")
 
 metadata = sa.MetaData()
 
@@ -56,6 +60,8 @@ runs = sa.Table(
     sa.Column("error_kind", sa.String(64), nullable=True),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("notes", sa.Text, nullable=True),
+    sa.Column("owner", sa.String(256), nullable=True),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
 )
 
 dataset_versions = sa.Table(
@@ -70,7 +76,23 @@ dataset_versions = sa.Table(
     sa.Column("bytes", sa.BigInteger, nullable=False),
     sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("rows_by_table", sa.Text, nullable=True),
     sa.Index("ix_dataset_versions_partition", "instance", "partition_key", "loaded_at"),
+)
+
+publish_intents = sa.Table(
+    "publish_intents",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("instance", sa.String(128), nullable=False, index=True),
+    sa.Column("partition_key", sa.String(256), nullable=False),
+    sa.Column("batch_id", sa.String(256), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("plan", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("resolution", sa.Text, nullable=True),
 )
 
 source_state = sa.Table(
@@ -100,6 +122,11 @@ source_health = sa.Table(
 RUNNING, LOADED, UNCHANGED, FAILED = "running", "loaded", "unchanged", "failed"
 SKIPPED_CIRCUIT_OPEN = "skipped_circuit_open"
 PARTIAL = "partial"
+REPAIRED = "repaired"
+"""A reconciliation found the warehouse and the ledger in disagreement and repaired it (notes say what)."""
+CRASHED = "crashed"
+"""Error kind of a run whose process died without recording an outcome."""
+INTENT_PENDING, INTENT_PUBLISHED, INTENT_UNDONE = "pending", "published", "undone"
 """Some parts of the batch (e.g. OpenAQ locations) failed; the others were loaded. Alerts treat it as a failure."""
 SUCCESSES = frozenset({LOADED, UNCHANGED})
 
@@ -150,6 +177,10 @@ class Ledger:
         ``ALTER TABLE … ADD COLUMN`` (all added columns are nullable), then the version
         is recorded.
         """
+        with _migration_lock(self.engine):
+            self._migrate()
+
+    def _migrate(self) -> None:
         metadata.create_all(self.engine)
         with self.engine.begin() as conn:
             current = conn.execute(sa.select(ledger_info.c.value).where(ledger_info.c.key == "schema_version")).scalar()
@@ -185,8 +216,10 @@ class Ledger:
         source: str,
         instance: str,
         partition_key: str,
+        owner: str | None = None,
     ) -> None:
-        """Record that a run began (status ``running``)."""
+        """Record that a run began (status ``running``), owned by ``owner`` (``host:pid``)."""
+        now = _now()
         with self.engine.begin() as conn:
             conn.execute(
                 runs.insert().values(
@@ -196,9 +229,126 @@ class Ledger:
                     instance=instance,
                     partition_key=partition_key,
                     status=RUNNING,
-                    started_at=_now(),
+                    started_at=now,
+                    owner=owner,
+                    heartbeat_at=now,
                 )
             )
+
+    def heartbeat(self, run_id: str) -> None:
+        """Renew a running run's lease."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                runs.update().where(runs.c.run_id == run_id, runs.c.status == RUNNING).values(heartbeat_at=_now())
+            )
+
+    def running_runs(self, instance: str) -> list[dict[str, Any]]:
+        """The instance's ledger rows still marked ``running``."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(runs).where(runs.c.instance == instance, runs.c.status == RUNNING))
+            return [_row(r) for r in rows.mappings().all()]
+
+    def mark_crashed(self, run_id: str, reason: str) -> None:
+        """Turn a ``running`` row whose process died into ``failed`` with kind ``crashed``."""
+        now = _now()
+        with self.engine.begin() as conn:
+            conn.execute(
+                runs.update()
+                .where(runs.c.run_id == run_id, runs.c.status == RUNNING)
+                .values(status=FAILED, finished_at=now, error_kind=CRASHED, error=reason)
+            )
+
+    def record_intent(
+        self, *, run_id: str, instance: str, partition_key: str, batch_id: str, content_hash: str, plan: Any
+    ) -> None:
+        """Record, before the first table is swapped, what a publish is about to do."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                publish_intents.insert().values(
+                    run_id=run_id,
+                    instance=instance,
+                    partition_key=partition_key,
+                    batch_id=batch_id,
+                    content_hash=content_hash,
+                    plan=json.dumps(plan, sort_keys=True),
+                    state=INTENT_PENDING,
+                    created_at=_now(),
+                )
+            )
+
+    def pending_intents(self, instance: str) -> list[dict[str, Any]]:
+        """The instance's publishes with no recorded outcome, oldest first (``plan`` decoded)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(publish_intents)
+                .where(publish_intents.c.instance == instance, publish_intents.c.state == INTENT_PENDING)
+                .order_by(publish_intents.c.created_at)
+            )
+            found = [_row(r) for r in rows.mappings().all()]
+        for row in found:
+            row["plan"] = json.loads(row["plan"])
+        return found
+
+    def resolve_intent(self, run_id: str, state: str, resolution: str, conn: sa.Connection | None = None) -> None:
+        """Close a publish intent as ``published`` or ``undone``, saying how."""
+        statement = (
+            publish_intents.update()
+            .where(publish_intents.c.run_id == run_id)
+            .values(state=state, resolved_at=_now(), resolution=resolution)
+        )
+        if conn is not None:
+            conn.execute(statement)
+            return
+        with self.engine.begin() as own:
+            own.execute(statement)
+
+    def record_repair(
+        self,
+        *,
+        run_id: str,
+        source: str,
+        instance: str,
+        partition_key: str,
+        found: str,
+        notes: dict[str, Any],
+        version: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record a reconciliation that repaired the warehouse (status ``repaired``).
+
+        ``version`` (``content_hash``, ``batch_id``, ``rows_by_table``, ``bytes``) becomes
+        the partition's current version when the repair finished a publish.
+        """
+        now = _now()
+        with self.engine.begin() as conn:
+            conn.execute(
+                runs.insert().values(
+                    run_id=run_id,
+                    source=source,
+                    instance=instance,
+                    partition_key=partition_key,
+                    status=REPAIRED,
+                    started_at=now,
+                    finished_at=now,
+                    duration_s=0.0,
+                    error=found,
+                    notes=json.dumps(notes, sort_keys=True, default=str),
+                    batch_id=version["batch_id"] if version else None,
+                )
+            )
+            if version:
+                conn.execute(
+                    dataset_versions.insert().values(
+                        instance=instance,
+                        partition_key=partition_key,
+                        content_hash=version["content_hash"],
+                        batch_id=version["batch_id"],
+                        rows=sum(version["rows_by_table"].values()),
+                        bytes=version.get("bytes") or 0,
+                        run_id=run_id,
+                        loaded_at=now,
+                        rows_by_table=json.dumps(version["rows_by_table"], sort_keys=True),
+                    )
+                )
 
     def record_skip(
         self, *, run_id: str, flow_run_id: str | None, source: str, instance: str, partition_key: str, reason: str
@@ -238,7 +388,11 @@ class Ledger:
                     finished_at=finished,
                     duration_s=(finished - started).total_seconds() if started else None,
                     rows_fetched=record.rows_fetched,
-                    rows_loaded=rows_loaded if record.status == LOADED else 0 if record.status == UNCHANGED else None,
+                    rows_loaded=rows_loaded
+                    if record.status in (LOADED, PARTIAL)
+                    else 0
+                    if record.status == UNCHANGED
+                    else None,
                     rows_rejected=record.rows_rejected,
                     rows_deduplicated=record.rows_deduplicated,
                     quality_score=record.quality_score,
@@ -250,7 +404,8 @@ class Ledger:
                     error=record.error,
                 )
             )
-            if record.status == LOADED and record.manifest_hash and record.batch_id:
+            published = record.status in (LOADED, PARTIAL) and record.manifest_hash and record.batch_id
+            if published:
                 conn.execute(
                     dataset_versions.insert().values(
                         instance=row["instance"],
@@ -261,26 +416,53 @@ class Ledger:
                         bytes=record.bytes or 0,
                         run_id=run_id,
                         loaded_at=finished,
+                        rows_by_table=json.dumps(record.rows_by_table, sort_keys=True),
                     )
                 )
+            if published:
+                checkpoint("ledger-write")  # fault-injection: die inside the open transaction
+            intent = conn.execute(sa.select(publish_intents.c.state).where(publish_intents.c.run_id == run_id)).scalar()
+            if intent == INTENT_PENDING:
+                self.resolve_intent(
+                    run_id,
+                    INTENT_PUBLISHED if published else INTENT_UNDONE,
+                    f"run finished {record.status}",
+                    conn,
+                )
 
-    def current_version(self, instance: str, partition_key: str) -> Mapping[str, Any] | None:
-        """The last loaded version of a partition, or None."""
+    def current_version(self, instance: str, partition_key: str) -> dict[str, Any] | None:
+        """The last loaded version of a partition (``rows_by_table`` decoded), or None."""
+        return self._newest_version(
+            dataset_versions.c.instance == instance, dataset_versions.c.partition_key == partition_key
+        )
+
+    def latest_version(self, instance: str) -> dict[str, Any] | None:
+        """The instance's most recently loaded version of any partition, or None."""
+        return self._newest_version(dataset_versions.c.instance == instance)
+
+    def _newest_version(self, *where: Any) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = (
                 conn.execute(
                     sa.select(dataset_versions)
-                    .where(
-                        dataset_versions.c.instance == instance,
-                        dataset_versions.c.partition_key == partition_key,
-                    )
+                    .where(*where)
                     .order_by(dataset_versions.c.loaded_at.desc(), dataset_versions.c.id.desc())
                     .limit(1)
                 )
                 .mappings()
                 .first()
             )
-        return _row(row) if row else None
+        if not row:
+            return None
+        version = _row(row)
+        encoded = version.get("rows_by_table")
+        if encoded is None:  # versions recorded before schema 4: the run row has them
+            with self.engine.connect() as conn:
+                encoded = conn.execute(
+                    sa.select(runs.c.rows_by_table).where(runs.c.run_id == version["run_id"])
+                ).scalar()
+        version["rows_by_table"] = json.loads(encoded) if encoded else {}
+        return version
 
     def runs_for(
         self, instance: str | None = None, partition_key: str | None = None, newest: int | None = None
@@ -362,14 +544,55 @@ class Ledger:
             return int(conn.execute(runs.delete().where(runs.c.started_at < cutoff)).rowcount)
 
 
+_LEDGERS: dict[str, Ledger] = {}
+_LEDGERS_LOCK = threading.Lock()
+
+
+def _ledger_key(settings: Settings) -> str:
+    return settings.ledger_block or settings.ledger_url or str(settings.home_dir / "ledger.db")
+
+
+def get_ledger(settings: Settings | None = None) -> Ledger:
+    """The process's ledger for these settings: connected and migrated once, then reused."""
+    settings = settings or get_settings()
+    key = _ledger_key(settings)
+    with _LEDGERS_LOCK:
+        ledger = _LEDGERS.get(key)
+        if ledger is None:
+            connector = ledger_connector(settings)
+            with quiet_connector_logs():
+                engine = connector.get_engine()
+            if engine.url.get_backend_name() == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+                Path(str(engine.url.database)).parent.mkdir(parents=True, exist_ok=True)
+            ledger = Ledger(engine)
+            ledger.migrate()
+            _LEDGERS[key] = ledger
+    return ledger
+
+
 @contextmanager
 def open_ledger(settings: Settings | None = None) -> Iterator[Ledger]:
-    """A migrated ledger for the duration of the ``with`` block."""
-    connector = ledger_connector(settings)
-    with connector:
-        engine = connector.get_engine()
-        if engine.url.get_backend_name() == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-            Path(str(engine.url.database)).parent.mkdir(parents=True, exist_ok=True)
-        ledger = Ledger(engine)
-        ledger.migrate()
-        yield ledger
+    """The process's migrated ledger for the duration of the ``with`` block (the engine stays open)."""
+    yield get_ledger(settings)
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """Serialise schema creation and migration across processes starting on a fresh ledger.
+
+    SQLite: a file lock beside the database file. PostgreSQL: a session advisory lock.
+    """
+    backend = engine.url.get_backend_name()
+    if backend == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        with FileLock(str(engine.url.database) + ".migrate.lock", timeout=120):
+            yield
+        return
+    if backend == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        return
+    yield

@@ -3,16 +3,20 @@
 A batch is one partition of each of its tables (e.g. ``network, processing_date``).
 Every table is first staged in full in its own ``_stg_<table>_<tag>`` table; nothing
 is visible to readers until publish, which swaps the batch's partition of each
-target table with ``ALTER TABLE … REPLACE PARTITION`` (atomic per table). ClickHouse
-has no multi-table transaction, so before the first swap the current partition of
-each target is copied to ``_bak_<table>_<tag>`` (hard links, no data copied); if a
-later swap fails, the tables already swapped are restored from those copies.
+target table with ``ALTER TABLE … REPLACE PARTITION`` (atomic per table for a living
+process). Merge-mode tables are published the same way: their affected partitions are
+rebuilt (current rows plus the batch, newest per key) and swapped, so a plain query
+never sees two versions of a key. ClickHouse has no multi-table transaction, so before
+the first swap the current partitions are copied to ``_bak_<table>_<tag>`` (hard
+links, no data copied); if a later swap fails, the tables already swapped are restored
+from those copies. What a reader sees at each step, and how a crash is repaired, is in
+``docs/architecture.md`` and ``headwater/reconcile.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ from clickhouse_connect.driver.binding import format_query_value, quote_identifi
 from clickhouse_connect.driver.client import Client
 
 from headwater.errors import PublishError, SchemaViolation
+from headwater.faults import checkpoint
 from headwater.logs import run_logger
 from headwater.tables import MERGE, REPLACE, TableSpec, table_ddl
 
@@ -153,109 +158,227 @@ def check_unique_keys(client: Client, source: str, database: str, spec: TableSpe
         )
 
 
-def _partition_rows(client: Client, table: str, where: str) -> int:
+@dataclass(frozen=True)
+class Part:
+    """One ClickHouse partition a publish swaps: its ``PARTITION`` expression and a filter selecting it."""
+
+    expr: str
+    where: str
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    """How one table's batch is published, and what each table must hold afterwards (or before).
+
+    ``source`` is the table whose partitions replace the target's (the staging table; for
+    a merge table, the rebuilt partitions: current rows plus the batch, newest per key);
+    ``backup`` holds the target's partitions as they were. ``expected_rows`` is what the
+    swapped partitions must hold after publish; ``previous`` what they held before
+    (rows per ``_batch_id``).
+    """
+
+    table: str
+    mode: str
+    source: str
+    backup: str
+    parts: tuple[Part, ...]
+    expected_rows: int
+    previous: dict[str, int]
+    key: tuple[str, ...]
+    batch_rows: int
+
+    @property
+    def where(self) -> str:
+        """A filter selecting every swapped partition."""
+        return " OR ".join(f"({p.where})" for p in self.parts) or "0"
+
+    def as_json(self) -> dict[str, Any]:
+        """The plan as JSON for the ledger's publish intent."""
+        return {**asdict(self), "parts": [asdict(p) for p in self.parts], "key": list(self.key)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TablePlan:
+        """A plan read back from a publish intent."""
+        return cls(
+            **{
+                **data,
+                "parts": tuple(Part(**p) for p in data["parts"]),
+                "key": tuple(data["key"]),
+                "previous": dict(data["previous"]),
+            }
+        )
+
+
+def _count(client: Client, table: str, where: str) -> int:
     return int(client.command(f"SELECT count() FROM {table} WHERE {where}"))  # type: ignore[arg-type]
 
 
-def _swap_in(client: Client, target: str, source_table: str, part: str, rows: int) -> None:
-    if rows:
-        client.command(f"ALTER TABLE {target} REPLACE PARTITION {part} FROM {source_table}")
-    else:
-        client.command(f"ALTER TABLE {target} DROP PARTITION {part}")
+def batches_in(client: Client, database: str, table: str, where: str) -> dict[str, int]:
+    """Rows per ``_batch_id`` of the rows ``where`` selects in ``table``."""
+    result = client.query(
+        f"SELECT _batch_id, count() FROM {qualified(database, table)} WHERE {where} GROUP BY _batch_id"
+    )
+    return {str(batch): int(rows) for batch, rows in result.result_rows}
 
 
-def publish(
+def table_exists(client: Client, database: str, table: str) -> bool:
+    """True when ``database.table`` exists."""
+    return bool(
+        int(
+            client.command(  # type: ignore[arg-type]
+                f"EXISTS TABLE {qualified(database, table)}"
+            )
+        )
+    )
+
+
+def swap_partitions(client: Client, database: str, target: str, source: str, parts: Sequence[Part]) -> None:
+    """Make each of ``parts`` of ``target`` hold exactly what ``source`` holds there (atomic per partition)."""
+    for part in parts:
+        if _count(client, qualified(database, source), part.where):
+            client.command(
+                f"ALTER TABLE {qualified(database, target)} REPLACE PARTITION {part.expr} "
+                f"FROM {qualified(database, source)}"
+            )
+        else:
+            client.command(f"ALTER TABLE {qualified(database, target)} DROP PARTITION {part.expr}")
+
+
+def _merge_parts(client: Client, database: str, staging: str) -> tuple[Part, ...]:
+    ids = client.query(f"SELECT DISTINCT _partition_id FROM {qualified(database, staging)} ORDER BY 1").result_rows
+    return tuple(
+        Part(expr=f"ID {format_query_value(pid)}", where=f"_partition_id = {format_query_value(pid)}") for (pid,) in ids
+    )
+
+
+def _rebuild_merge_partitions(
+    client: Client, database: str, item: StagedTable, parts: Sequence[Part], tag: str
+) -> tuple[str, int]:
+    """Build the merge table's new partitions: current rows (deduplicated) whose key the batch lacks, plus the batch.
+
+    Publishing them with the same partition swap as snapshots means a plain ``SELECT``
+    never sees two versions of a key. Returns the rebuilt table and how many staged keys
+    replace existing ones.
+    """
+    target, staging = qualified(database, item.table), qualified(database, item.staging)
+    rebuilt_name = f"_stg_{item.table}_merged_{tag}"
+    rebuilt = qualified(database, rebuilt_name)
+    key = ", ".join(quote_identifier(c) for c in item.key)
+    where = " OR ".join(f"({p.where})" for p in parts)
+    client.command(f"DROP TABLE IF EXISTS {rebuilt}")
+    client.command(f"CREATE TABLE {rebuilt} AS {target}")
+    replaced = int(
+        client.command(  # type: ignore[arg-type]
+            f"SELECT count() FROM {staging} WHERE ({key}) IN (SELECT {key} FROM {target} WHERE {where})"
+        )
+    )
+    client.command(
+        f"INSERT INTO {rebuilt} SELECT * FROM {target} FINAL WHERE ({where}) "
+        f"AND ({key}) NOT IN (SELECT {key} FROM {staging})"
+    )
+    client.command(f"INSERT INTO {rebuilt} SELECT * FROM {staging}")
+    return rebuilt_name, replaced
+
+
+def plan_publish(
     client: Client,
     *,
-    source: str,
     database: str,
     staged: Sequence[StagedTable],
     partition: Mapping[str, Any],
     partition_by: Sequence[str],
     tag: str,
-    batch_id: str,
-) -> dict[str, int]:
-    """Publish every staged table; returns, per merge-mode table, rows whose key already existed.
+) -> tuple[list[TablePlan], dict[str, int]]:
+    """Prepare every table's publish: back up the partitions it will swap, rebuild merge partitions.
 
-    ``replace`` tables: the batch's partition of each target is swapped for its staged
-    rows. ``merge`` tables (published after them): the staged rows are inserted with an
-    insert deduplication token, so a retried publish never duplicates, and the
-    ReplacingMergeTree keeps the newest row per key. On failure every table already
-    published is put back (replace: from a pre-publish copy; merge: the batch's rows are
-    deleted) and :class:`PublishError` is raised.
+    Nothing visible changes here. Returns the plans (in publish order) and, per merge
+    table, how many staged rows replace an existing key.
     """
-    part = partition_literal(partition, partition_by)
-    where = partition_filter(partition, partition_by)
-    ordered = [s for s in staged if s.write_mode == REPLACE] + [s for s in staged if s.write_mode == MERGE]
-    previous: dict[str, int] = {}
-    for item in ordered:
-        if item.write_mode != REPLACE:
-            continue
-        backup = qualified(database, backup_table_name(item.table, tag))
-        target = qualified(database, item.table)
-        client.command(f"DROP TABLE IF EXISTS {backup}")
-        client.command(f"CREATE TABLE {backup} AS {target}")
-        previous[item.table] = _partition_rows(client, target, where)
-        if previous[item.table]:
-            client.command(f"ALTER TABLE {backup} REPLACE PARTITION {part} FROM {target}")
+    plans: list[TablePlan] = []
     deduplicated: dict[str, int] = {}
-    published: list[StagedTable] = []
+    for item in staged:
+        target = qualified(database, item.table)
+        if item.write_mode == MERGE:
+            parts = _merge_parts(client, database, item.staging)
+            if not parts:
+                continue
+            source, deduplicated[item.table] = _rebuild_merge_partitions(client, database, item, parts, tag)
+        else:
+            parts = (Part(partition_literal(partition, partition_by), partition_filter(partition, partition_by)),)
+            source = item.staging
+        where = " OR ".join(f"({p.where})" for p in parts)
+        backup = backup_table_name(item.table, tag)
+        client.command(f"DROP TABLE IF EXISTS {qualified(database, backup)}")
+        client.command(f"CREATE TABLE {qualified(database, backup)} AS {target}")
+        swap_partitions(client, database, backup, item.table, parts)
+        plans.append(
+            TablePlan(
+                table=item.table,
+                mode=item.write_mode,
+                source=source,
+                backup=backup,
+                parts=parts,
+                expected_rows=_count(client, qualified(database, source), where),
+                previous=batches_in(client, database, item.table, where),
+                key=item.key,
+                batch_rows=item.rows,
+            )
+        )
+    return plans, deduplicated
+
+
+def mismatch(client: Client, database: str, plan: TablePlan, batch_id: str | None) -> str | None:
+    """How the target's swapped partitions differ from the published state; None when they hold it.
+
+    ``batch_id`` given: the state after publish (a replace table holds exactly that batch
+    with the expected rows; a merge table the expected rows, one per key). ``None``: the
+    state before publish (the rows per batch recorded in the plan).
+    """
+    found = batches_in(client, database, plan.table, plan.where)
+    if batch_id is None:
+        return None if found == plan.previous else f"{plan.table}: expected {plan.previous}, found {found}"
+    if plan.mode == MERGE:
+        rows = sum(found.values())
+        key = ", ".join(quote_identifier(c) for c in plan.key)
+        keys = int(
+            client.command(  # type: ignore[arg-type]
+                f"SELECT uniqExact({key}) FROM {qualified(database, plan.table)} WHERE {plan.where}"
+            )
+        )
+        if rows == plan.expected_rows == keys:
+            return None
+        return f"{plan.table}: expected {plan.expected_rows} rows with unique keys, found {rows} rows, {keys} keys"
+    expected = {batch_id: plan.expected_rows} if plan.expected_rows else {}
+    return None if found == expected else f"{plan.table}: expected {expected}, found {found}"
+
+
+def publish(client: Client, *, source: str, database: str, plans: Sequence[TablePlan]) -> None:
+    """Swap every planned table's partitions in; on failure put back the ones already swapped.
+
+    Each swap is atomic for a living process; across tables there is no transaction,
+    so a failure restores the tables already published from their backups and raises
+    :class:`PublishError`. A crash (kill -9) in between is repaired by the next run's
+    reconciliation (``headwater/reconcile.py``) from the publish intent in the ledger.
+    """
+    published: list[TablePlan] = []
     try:
-        for item in ordered:
-            target, staging = qualified(database, item.table), qualified(database, item.staging)
-            if item.write_mode == MERGE:
-                deduplicated[item.table] = _existing_keys(client, target, staging, item.key)
-                client.command(
-                    f"INSERT INTO {target} SELECT * FROM {staging}",
-                    settings={"insert_deduplication_token": f"{batch_id}:{item.table}"},
-                )
-            else:
-                _swap_in(client, target, staging, part, item.rows)
-            published.append(item)
+        for plan in plans:
+            if published:
+                checkpoint("mid-publish")
+            swap_partitions(client, database, plan.table, plan.source, plan.parts)
+            published.append(plan)
     except Exception as error:
-        failed = ordered[len(published)].table
-        restored = _restore(client, database, published, previous, part, tag, batch_id)
+        failed = plans[len(published)].table
+        restored = []
+        for plan in reversed(published):
+            swap_partitions(client, database, plan.table, plan.backup, plan.parts)
+            restored.append(plan.table)
+            run_logger().warning("restored %s.%s (%s)", database, plan.table, plan.mode)
         raise PublishError(
             source,
             f"publishing {failed} failed ({error.__class__.__name__}: {str(error).splitlines()[0]}); "
             f"restored {', '.join(restored) or 'nothing (no table had been swapped)'} to the previous version",
         ) from error
-    return deduplicated
-
-
-def _existing_keys(client: Client, target: str, staging: str, key: Sequence[str]) -> int:
-    """Staged rows whose key is already in the target (they replace older versions)."""
-    columns = ", ".join(quote_identifier(c) for c in key)
-    return int(
-        client.command(  # type: ignore[arg-type]
-            f"SELECT count() FROM {staging} WHERE ({columns}) IN (SELECT {columns} FROM {target})"
-        )
-    )
-
-
-def _restore(
-    client: Client,
-    database: str,
-    published: Sequence[StagedTable],
-    previous: Mapping[str, int],
-    part: str,
-    tag: str,
-    batch_id: str,
-) -> list[str]:
-    restored = []
-    for item in reversed(published):
-        target = qualified(database, item.table)
-        if item.write_mode == MERGE:
-            client.command(
-                f"ALTER TABLE {target} DELETE WHERE `_batch_id` = {format_query_value(batch_id)}",
-                settings={"mutations_sync": 2},
-            )
-        else:
-            backup = qualified(database, backup_table_name(item.table, tag))
-            _swap_in(client, target, backup, part, previous[item.table])
-        restored.append(item.table)
-        run_logger().warning("restored %s.%s (%s)", database, item.table, item.write_mode)
-    return restored
 
 
 def drop_run_tables(client: Client, database: str, tag: str) -> list[str]:

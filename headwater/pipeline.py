@@ -19,13 +19,16 @@ from blocks.warehouse import ClickHouseWarehouse
 from headwater.batch import BatchRequest
 from headwater.catchup import apply_catch_up, superseded_state
 from headwater.errors import HeadwaterError
+from headwater.faults import checkpoint
 from headwater.http import DownloadedFile
-from headwater.ledger import FAILED, LOADED, SKIPPED_CIRCUIT_OPEN, UNCHANGED, RunRecord
+from headwater.ledger import FAILED, LOADED, PARTIAL, SKIPPED_CIRCUIT_OPEN, UNCHANGED, RunRecord, get_ledger
 from headwater.logs import run_logger
 from headwater.manifest import Manifest, Resource
+from headwater.reconcile import lease
 from headwater.settings import get_settings
 from tasks.cleanup import cleanup_run
 from tasks.load import load_batch
+from tasks.reconcile import reconcile_instance
 from tasks.record import check_gate, is_unchanged, record_outcome, record_start
 from tasks.validate import validate_table
 from tasks.verify import verify_file, verify_manifest
@@ -75,11 +78,11 @@ def run_batch(request: BatchRequest, fetch_manifest: FetchManifest, fetch_resour
     A deployment run that the source's catch-up policy supersedes returns a Cancelled
     state saying by which run, and does nothing else.
     """
-    logger = run_logger()
     started = time.monotonic()
     decision = apply_catch_up(request.source.catch_up)
     if not decision.proceed:
         return superseded_state(decision)
+    reconcile_instance(request)
     gate = check_gate(request, _flow_run_id())
     if not gate.allowed:
         return BatchOutcome(
@@ -88,7 +91,24 @@ def run_batch(request: BatchRequest, fetch_manifest: FetchManifest, fetch_resour
             status=SKIPPED_CIRCUIT_OPEN,
             error=gate.reason,
         )
-    record_start(request, _flow_run_id())
+    with lease(request.run_id, lambda: get_ledger().heartbeat(request.run_id), get_settings().run_lease_s / 4):
+        record_start(request, _flow_run_id())
+        record = _run_stages(request, fetch_manifest, fetch_resource)
+    return BatchOutcome(
+        instance=request.instance,
+        partition_key=request.partition_key,
+        status=record.status,
+        batch_id=record.batch_id,
+        rows_by_table=record.rows_by_table,
+        bytes=record.bytes or 0,
+        duration_s=time.monotonic() - started,
+        error=record.error if record.status == PARTIAL else None,
+    )
+
+
+def _run_stages(request: BatchRequest, fetch_manifest: FetchManifest, fetch_resource: FetchResource) -> RunRecord:
+    """Download, verify, compare, validate, load; then always clean up and record the outcome."""
+    logger = run_logger()
     workdir = make_workdir(request)
     warehouse: ClickHouseWarehouse | None = None
     record = RunRecord(status=FAILED)
@@ -101,6 +121,9 @@ def run_batch(request: BatchRequest, fetch_manifest: FetchManifest, fetch_resour
         record.rows_rejected = manifest.constants.get("rows_rejected")
         record.quality_score = manifest.constants.get("quality_score")
         record.notes = manifest.constants.get("notes")
+        failures = manifest.constants.get("failures")
+        if failures:
+            record.notes = {**(record.notes or {}), "failures": failures}
         if is_unchanged(request, manifest.content_hash):
             record.status = UNCHANGED
             record.batch_id = request.batch_id(manifest.content_hash)
@@ -114,6 +137,7 @@ def run_batch(request: BatchRequest, fetch_manifest: FetchManifest, fetch_resour
                 verify_file(request, resource, downloaded)
                 files[resource.name] = downloaded.path
                 validations.append(validate_table.submit(request, resource.name, downloaded.path, downloaded.sha256))
+            checkpoint("downloaded")
             for validation in validations:
                 validation.result()
             warehouse = ClickHouseWarehouse.from_settings()
@@ -121,7 +145,12 @@ def run_batch(request: BatchRequest, fetch_manifest: FetchManifest, fetch_resour
             record.rows_by_table = loaded.rows_by_table
             record.rows_deduplicated = sum(loaded.deduplicated.values()) if loaded.deduplicated else None
             record.batch_id = request.batch_id(manifest.content_hash)
-            record.status = LOADED
+            record.status = PARTIAL if failures else LOADED
+            if failures:
+                record.error_kind = "partial"
+                record.error = f"{request.label}: loaded the rest; failed: " + "; ".join(
+                    f"{part}: {reason}" for part, reason in sorted(failures.items())
+                )
     except HeadwaterError as error:
         record.status = FAILED
         record.error_kind = error.kind
@@ -137,12 +166,4 @@ def run_batch(request: BatchRequest, fetch_manifest: FetchManifest, fetch_resour
             cleanup_run(request, workdir, warehouse)
         finally:
             record_outcome(request, record)
-    return BatchOutcome(
-        instance=request.instance,
-        partition_key=request.partition_key,
-        status=record.status,
-        batch_id=record.batch_id,
-        rows_by_table=record.rows_by_table,
-        bytes=record.bytes or 0,
-        duration_s=time.monotonic() - started,
-    )
+    return record

@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     stale_staging_hours: float = Field(
         default=6.0, ge=0, description="Retention drops _stg_/_bak_ tables older than this whose run is not running."
     )
+    failpoint: str | None = Field(
+        default=None,
+        description="Fault-injection tests only: kill -9 this process when it reaches the named point "
+        "(see headwater/faults.py). Never set in production.",
+    )
     ledger_write_attempts: int = Field(
         default=6, ge=1, description="Attempts of the ledger write that records a published batch."
     )

@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import task
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from headwater.batch import BatchRequest
 from headwater.errors import IntegrityError, ManifestError, NotFoundError
 from headwater.http import DownloadedFile, download_file
+from headwater.logs import run_logger
 from headwater.manifest import MANIFEST_NAME, Manifest, Resource, parse_manifest
+from headwater.settings import get_settings
 
 
 def export_file_url(export_url: str, path: str) -> str:
@@ -17,12 +20,44 @@ def export_file_url(export_url: str, path: str) -> str:
     return f"{export_url.rstrip('/')}/{path}"
 
 
+def _waiting_for_manifest(label: str, url: str) -> Retrying:
+    """Retry a 404 on META.json (export not published yet): ``manifest_wait_attempts`` more tries."""
+    settings = get_settings()
+    tries = settings.manifest_wait_attempts + 1
+
+    def log_wait(state: RetryCallState) -> None:
+        run_logger().info(
+            "%s: %s not published yet (HTTP 404 at %s); try %d of %d in %gs",
+            label,
+            MANIFEST_NAME,
+            url,
+            state.attempt_number + 1,
+            tries,
+            settings.manifest_wait_s,
+        )
+
+    return Retrying(
+        retry=retry_if_exception_type(NotFoundError),
+        stop=stop_after_attempt(tries),
+        wait=wait_fixed(settings.manifest_wait_s),
+        before_sleep=log_wait,
+        reraise=True,
+    )
+
+
 @task(name="download-manifest", task_run_name="download META.json of {request.label}")
 def download_manifest(request: BatchRequest, workdir: Path) -> Manifest:
-    """Fetch and parse the META.json at the request's location."""
+    """Fetch and parse the META.json at the request's location (capped at ``manifest_max_bytes``).
+
+    A 404 (not published yet) is tried again ``manifest_wait_attempts`` times,
+    ``manifest_wait_s`` apart, before the run fails.
+    """
     url = export_file_url(request.location, MANIFEST_NAME)
+    cap = get_settings().manifest_max_bytes
     try:
-        downloaded = download_file(request.label, url, workdir / MANIFEST_NAME)
+        downloaded = _waiting_for_manifest(request.label, url)(
+            download_file, request.label, url, workdir / MANIFEST_NAME, max_bytes=cap
+        )
     except NotFoundError as error:
         raise ManifestError(
             request.label,
@@ -34,12 +69,12 @@ def download_manifest(request: BatchRequest, workdir: Path) -> Manifest:
 
 @task(name="download-file", task_run_name="download {resource.path} of {request.label}")
 def download_resource(request: BatchRequest, resource: Resource, workdir: Path) -> DownloadedFile:
-    """Stream one file of the export to disk, hashing it on the way."""
+    """Stream one file of the export to disk, hashing it on the way; never more than its listed bytes."""
     url = export_file_url(request.location, resource.path)
     target = workdir / "files" / resource.path
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return download_file(request.label, url, target)
+        return download_file(request.label, url, target, expected_bytes=resource.bytes)
     except NotFoundError as error:
         raise IntegrityError(
             request.label,

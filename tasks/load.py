@@ -13,12 +13,15 @@ from blocks.warehouse import ClickHouseWarehouse
 from deployments.setup import WAREHOUSE_WRITES
 from headwater.batch import BatchRequest
 from headwater.errors import IntegrityError
+from headwater.faults import checkpoint
+from headwater.ledger import open_ledger
 from headwater.loading import (
     StagedTable,
     check_unique_keys,
     drop_run_tables,
     ensure_database,
     ensure_table,
+    plan_publish,
     publish,
     stage_parquet,
     staging_table_name,
@@ -87,16 +90,30 @@ def load_batch(
                 check_unique_keys(client, request.label, database, spec, item)
                 staged.append(item)
                 logger.info("staged %s rows of %s (%s)", item.rows, table, mode)
-            deduplicated = publish(
+            checkpoint("staged")
+            plans, deduplicated = plan_publish(
                 client,
-                source=request.label,
                 database=database,
                 staged=staged,
                 partition=request.partition,
                 partition_by=partition_by,
                 tag=request.tag,
-                batch_id=batch_id,
             )
+            with open_ledger() as ledger:
+                ledger.record_intent(
+                    run_id=request.run_id,
+                    instance=request.instance,
+                    partition_key=request.partition_key,
+                    batch_id=batch_id,
+                    content_hash=manifest.content_hash,
+                    plan={
+                        "database": database,
+                        "tables": [plan.as_json() for plan in plans],
+                        "bytes": sum(manifest.resource(t).bytes for t in files),
+                    },
+                )
+            publish(client, source=request.label, database=database, plans=plans)
+            checkpoint("published")
         finally:
             drop_run_tables(client, database, request.tag)
     logger.info("published %s as %s", request.label, batch_id)

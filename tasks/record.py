@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
 from prefect import task
 from prefect.artifacts import create_table_artifact
+from tenacity import Retrying, stop_after_attempt, wait_exponential_jitter
 
+from blocks.warehouse import ClickHouseWarehouse
 from headwater import events
 from headwater.batch import BatchRequest
 from headwater.health import Gate, check_circuit, record_attempt
-from headwater.ledger import SUCCESSES, RunRecord, open_ledger
+from headwater.ledger import PARTIAL, SUCCESSES, RunRecord, open_ledger
 from headwater.logs import run_logger
+from headwater.reconcile import loaded_version_problems, owner_id
 from headwater.settings import get_settings
+
+
+def ledger_write_retrying() -> Retrying:
+    """Retries of the ledger write that records a run's outcome (a locked or unreachable ledger)."""
+    return Retrying(
+        stop=stop_after_attempt(get_settings().ledger_write_attempts),
+        wait=wait_exponential_jitter(initial=0.5, max=10),
+        before_sleep=lambda state: run_logger().warning(
+            "ledger write failed (%s); retrying", state.outcome.exception() if state.outcome else None
+        ),
+        reraise=True,
+    )
 
 
 @task(name="check-circuit", task_run_name="check the circuit of {request.instance}")
@@ -35,7 +54,7 @@ def check_gate(request: BatchRequest, flow_run_id: str | None) -> Gate:
 
 @task(name="record-start", task_run_name="record start of {request.label}")
 def record_start(request: BatchRequest, flow_run_id: str | None) -> None:
-    """Insert the run's ledger row with status ``running``."""
+    """Insert the run's ledger row with status ``running``, owned by this process."""
     with open_ledger() as ledger:
         ledger.start_run(
             run_id=request.run_id,
@@ -43,27 +62,65 @@ def record_start(request: BatchRequest, flow_run_id: str | None) -> None:
             source=request.source.name,
             instance=request.instance,
             partition_key=request.partition_key,
+            owner=owner_id(),
         )
 
 
 @task(name="check-unchanged", task_run_name="compare {request.label} with the loaded version")
 def is_unchanged(request: BatchRequest, content_hash: str) -> bool:
-    """True when the last loaded version of this partition has the same content hash."""
+    """True when the partition's loaded version has the same content hash *and* the warehouse holds it.
+
+    The ledger alone is not trusted: a partition that does not hold exactly the loaded
+    batch (rows lost or doubled, another batch beside it) is recorded ``repaired`` and
+    loaded again.
+    """
     with open_ledger() as ledger:
         current = ledger.current_version(request.instance, request.partition_key)
-    return current is not None and current["content_hash"] == content_hash
+        if current is None or current["content_hash"] != content_hash:
+            return False
+        problems = warehouse_disagrees(request, current)
+        if not problems:
+            return True
+        found = f"{request.label}: the warehouse does not hold the loaded version: {'; '.join(problems)}; reloading"
+        ledger.record_repair(
+            run_id=uuid.uuid4().hex,
+            source=request.source.name,
+            instance=request.instance,
+            partition_key=request.partition_key,
+            found=found,
+            notes={"action": "reload", "found": problems, "batch_id": current["batch_id"]},
+        )
+    run_logger().warning("%s", found)
+    events.emit(events.SOURCE_REPAIRED, request.instance, request.source.name, action="reload", found=problems)
+    return False
+
+
+def warehouse_disagrees(request: BatchRequest, version: Mapping[str, Any]) -> list[str]:
+    """How the warehouse differs from a loaded version of the request's partition (empty: it agrees)."""
+    with ClickHouseWarehouse.from_settings().session() as client:
+        return loaded_version_problems(client, request.source, request.database, request.partition, version)
 
 
 @task(name="record-outcome", task_run_name="record {record.status} for {request.label}")
 def record_outcome(request: BatchRequest, record: RunRecord) -> None:
     """Write the run's outcome to the ledger, update the circuit, leave a table artifact of it."""
     with open_ledger() as ledger:
-        ledger.finish_run(request.run_id, record)
+        for attempt in ledger_write_retrying():
+            with attempt:
+                ledger.finish_run(request.run_id, record)
         record_attempt(ledger, request.instance, request.source.name, record.status)
-        if record.status in SUCCESSES and record.notes:
+        if record.status in (*SUCCESSES, PARTIAL) and record.notes:
             # incremental cursors and the like advance only once the batch is loaded
             for key, value in (record.notes.get("state") or {}).items():
                 ledger.set_state(request.instance, key, str(value))
+    if record.status == PARTIAL:
+        events.emit(
+            events.RUN_PARTIAL,
+            request.instance,
+            request.source.name,
+            failures=(record.notes or {}).get("failures"),
+            batch_id=record.batch_id,
+        )
     if record.quality_score is not None and record.quality_score < get_settings().quality_alert_threshold:
         events.emit(
             events.QUALITY_LOW,

@@ -35,18 +35,21 @@ def prefect_harness() -> Iterator[None]:
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh HEADWATER_HOME (embedded warehouse and SQLite ledger) with fast retries."""
+    """A fresh HEADWATER_HOME (embedded warehouse and SQLite ledger) with fast retries and no waits."""
     home = tmp_path / "home"
     monkeypatch.setenv("HEADWATER_HOME", str(home))
     monkeypatch.setenv("HEADWATER_HTTP_BACKOFF_INITIAL_S", "0.01")
     monkeypatch.setenv("HEADWATER_HTTP_BACKOFF_MAX_S", "0.05")
     monkeypatch.setenv("HEADWATER_HTTP_TIMEOUT_S", "10")
+    # an unpublished META.json fails at once; the tests of waiting for it set their own
+    monkeypatch.setenv("HEADWATER_MANIFEST_WAIT_ATTEMPTS", "0")
     for name in list(os.environ):
         if name.startswith("HEADWATER_") and name not in (
             "HEADWATER_HOME",
             "HEADWATER_HTTP_BACKOFF_INITIAL_S",
             "HEADWATER_HTTP_BACKOFF_MAX_S",
             "HEADWATER_HTTP_TIMEOUT_S",
+            "HEADWATER_MANIFEST_WAIT_ATTEMPTS",
         ):
             monkeypatch.delenv(name)
     get_settings.cache_clear()

@@ -1,4 +1,4 @@
-"""Alerts as code: `python -m deployments.automations` against a real Prefect server and a real webhook."""
+"""Automations as code: `python -m deployments.automations` against a real Prefect server and a real webhook."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -15,20 +16,26 @@ from uuid import uuid4
 
 import httpx
 import pytest
+import yaml
 from prefect.server.events.actions import SendNotification as ServerSendNotification
 
-from deployments.automations import ALERTS, build
+from deployments.automations import ALERTS, HEARTBEAT_FREQUENCY_S, ZOMBIE_AFTER_S, ZOMBIE_NAME, build
 from headwater import events
-from tests.prefect_server import prefect_server, run_cli, server_env
+from tests.prefect_server import REPO, prefect_server, run_cli, server_env
 
 BLOCK = "custom-webhook/headwater-test"
-NAMES = {
+ALERT_NAMES = {
     "headwater-flow-run-failed",
     "headwater-source-stale",
     "headwater-circuit-opened",
     "headwater-source-failing",
     "headwater-quality-low",
+    "headwater-run-partial",
+    "headwater-run-crashed",
+    "headwater-source-repaired",
 }
+NAMES = ALERT_NAMES | {ZOMBIE_NAME}
+TERMINAL = {f"prefect.flow-run.{state}" for state in ("Completed", "Failed", "Cancelled", "Crashed")}
 OFFLINE = ("--base-url", "http://127.0.0.1:9/exports")  # nothing listens on port 9: connection refused
 SAVE_BLOCK = """
 import sys
@@ -133,12 +140,15 @@ def first_apply(alert_server: AlertServer) -> Any:
 
 
 def test_specs_cover_the_headwater_events_and_flow_run_failures() -> None:
-    assert {spec.name for spec in ALERTS} == NAMES
+    assert {spec.name for spec in ALERTS} == ALERT_NAMES
     expected = {
         events.SOURCE_STALE,
         events.CIRCUIT_OPENED,
         events.SOURCE_FAILING,
         events.QUALITY_LOW,
+        events.RUN_PARTIAL,
+        events.RUN_CRASHED,
+        events.SOURCE_REPAIRED,
         "prefect.flow-run.Failed",
         "prefect.flow-run.Crashed",
     }
@@ -150,6 +160,16 @@ def test_message_templates_are_valid_for_the_server() -> None:
     for spec in ALERTS:
         [action] = build(spec, [uuid4()]).actions
         assert ServerSendNotification.model_validate(action.model_dump(mode="json"))
+
+
+def test_every_deployment_heartbeats_as_often_as_the_watchdog_expects() -> None:
+    """Workers start each run with the deployment's env: its heartbeat must come 3 times per window."""
+    deployments = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
+    frequencies = {
+        d["name"]: d["work_pool"]["job_variables"]["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] for d in deployments
+    }
+    assert set(frequencies.values()) == {str(HEARTBEAT_FREQUENCY_S)}
+    assert ZOMBIE_AFTER_S == 3 * HEARTBEAT_FREQUENCY_S
 
 
 @pytest.mark.server
@@ -170,10 +190,14 @@ def test_apply_creates_the_automations_once(alert_server: AlertServer, first_app
     circuit = found["headwater-circuit-opened"]
     assert circuit["trigger"]["expect"] == [events.CIRCUIT_OPENED]
     assert circuit["trigger"]["match"] == {"prefect.resource.id": "headwater.source.*"}
-    for automation in found.values():
-        [action] = automation["actions"]
+    for name in ALERT_NAMES:
+        [action] = found[name]["actions"]
         assert action["type"] == "send-notification"
         assert action["block_document_id"] == block["id"]
+    assert found["headwater-run-partial"]["trigger"]["expect"] == [events.RUN_PARTIAL]
+    assert found["headwater-run-partial"]["trigger"]["match"] == {"prefect.resource.id": "headwater.source.*"}
+    [crash] = found[ZOMBIE_NAME]["actions"]
+    assert crash["type"] == "change-flow-run-state"
 
     again = alert_server.apply(alert_blocks=BLOCK)
     assert again.returncode == 0, again.stderr
@@ -244,6 +268,61 @@ def test_a_circuit_opened_event_sends_a_notification(alert_server: AlertServer, 
 
 
 @pytest.mark.server
+def test_a_run_partial_event_sends_a_notification(alert_server: AlertServer, first_apply: Any) -> None:
+    assert first_apply.returncode == 0, first_apply.stderr
+    emit = (
+        "from headwater import events; "
+        "events.emit(events.RUN_PARTIAL, 'openaq-seed', 'openaq', failures={'location 8118': 'HTTP 500'})"
+    )
+    emitted = run_cli([sys.executable, "-c", emit], alert_server.env())
+    assert emitted.returncode == 0, emitted.stderr
+
+    post = alert_server.receiver.wait_for(lambda p: events.RUN_PARTIAL in p.get("subject", ""))
+
+    assert post["subject"] == f"Headwater: {events.RUN_PARTIAL} for openaq-seed"
+    assert "location 8118" in post["body"]
+    assert "Automation: headwater-run-partial" in post["body"]
+
+
+@pytest.mark.server
+def test_the_zombie_watchdog_is_applied_even_without_alert_blocks(alert_server: AlertServer, first_apply: Any) -> None:
+    assert first_apply.returncode == 0, first_apply.stderr
+    existing = alert_server.by_name()[ZOMBIE_NAME]
+    deleted = httpx.delete(f"{alert_server.api_url}/automations/{existing['id']}", timeout=30)
+    assert deleted.status_code == 204, deleted.text
+    alerts = alert_server.by_name()
+
+    applied = alert_server.apply()
+
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.startswith("alerts are disabled")
+    assert f"created automation {ZOMBIE_NAME}" in applied.stdout.splitlines()
+    found = alert_server.by_name()
+    assert set(found) == set(alerts) | {ZOMBIE_NAME}
+    assert {name: found[name] for name in alerts} == alerts  # the alerts are left as they are
+    watchdog = found[ZOMBIE_NAME]
+    trigger = watchdog["trigger"]
+    assert watchdog["enabled"] is True
+    assert trigger["type"] == "event"
+    assert trigger["after"] == ["prefect.flow-run.heartbeat"]
+    assert set(trigger["expect"]) == {"prefect.flow-run.heartbeat"} | TERMINAL
+    assert trigger["for_each"] == ["prefect.resource.id"]
+    assert trigger["match"] == {"prefect.resource.id": "prefect.flow-run.*"}
+    assert trigger["match_related"] == {"prefect.resource.role": "deployment"}
+    assert (trigger["posture"], trigger["threshold"], trigger["within"]) == ("Proactive", 1, ZOMBIE_AFTER_S)
+    assert ZOMBIE_AFTER_S == 3 * HEARTBEAT_FREQUENCY_S == 90
+    [action] = watchdog["actions"]
+    assert (action["type"], action["state"]) == ("change-flow-run-state", "CRASHED")
+    assert "heartbeat stopped" in action["message"]
+
+    again = alert_server.apply()
+
+    assert again.returncode == 0, again.stderr
+    assert ZOMBIE_NAME not in again.stdout
+    assert alert_server.by_name()[ZOMBIE_NAME] == watchdog
+
+
+@pytest.mark.server
 def test_without_alert_blocks_alerts_are_disabled(alert_server: AlertServer, first_apply: Any) -> None:
     assert first_apply.returncode == 0, first_apply.stderr
     before = alert_server.automations()
@@ -268,3 +347,103 @@ def test_an_unknown_alert_block_fails_naming_it(alert_server: AlertServer, first
     assert "not found" in failed.stderr
     assert "Traceback" not in failed.stderr
     assert alert_server.automations() == before
+
+
+class Api:
+    """Plain calls to the test server's REST API."""
+
+    def __init__(self, api_url: str) -> None:
+        self.api_url = api_url
+
+    def __call__(self, method: str, path: str, body: Any = None) -> Any:
+        response = httpx.request(method, f"{self.api_url}{path}", json=body, timeout=30)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def running_run(self, flow_id: str, deployment_id: str | None) -> dict[str, Any]:
+        """A new flow run (of the deployment, if given), forced into Running."""
+        if deployment_id:
+            run = self("POST", f"/deployments/{deployment_id}/create_flow_run", {})
+        else:
+            run = self("POST", "/flow_runs/", {"flow_id": flow_id})
+        self(
+            "POST",
+            f"/flow_runs/{run['id']}/set_state",
+            {"state": {"type": "RUNNING", "name": "Running"}, "force": True},
+        )
+        return dict(run)
+
+    def heartbeat(self, run: dict[str, Any]) -> None:
+        """Send the heartbeat event the flow engine sends (resource, and its deployment as related)."""
+        related = (
+            [
+                {
+                    "prefect.resource.id": f"prefect.deployment.{run['deployment_id']}",
+                    "prefect.resource.role": "deployment",
+                }
+            ]
+            if run.get("deployment_id")
+            else []
+        )
+        event = {
+            "id": str(uuid4()),
+            "occurred": datetime.now(UTC).isoformat(),
+            "event": "prefect.flow-run.heartbeat",
+            "resource": {"prefect.resource.id": f"prefect.flow-run.{run['id']}", "prefect.resource.name": run["name"]},
+            "related": related,
+        }
+        self("POST", "/events", [event])
+
+    def state(self, run: dict[str, Any]) -> dict[str, Any]:
+        """The flow run's current state."""
+        return dict(self("GET", f"/flow_runs/{run['id']}")["state"])
+
+
+@pytest.mark.server
+def test_a_flow_run_whose_heartbeat_stops_is_marked_crashed(alert_server: AlertServer, first_apply: Any) -> None:
+    """End to end on the server with a 10 s window (Prefect's least) instead of 90: silent → Crashed → alert.
+
+    The heartbeats are sent as the engine sends them (same event, resource and related
+    deployment) through the events API; the server's triggers, proactive evaluation and
+    actions services do the rest.
+    """
+    assert first_apply.returncode == 0, first_apply.stderr
+    name = "headwater-zombie-e2e"
+    apply = f"from deployments.automations import ensure_zombie_watchdog; print(ensure_zombie_watchdog(10, {name!r}))"
+    created = run_cli([sys.executable, "-c", apply], alert_server.env())
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() == f"created automation {name}"
+    api = Api(alert_server.api_url)
+    flow = api("POST", "/flows/", {"name": "zombie-probe"})
+    deployment = api("POST", "/deployments/", {"name": "zombie-probe", "flow_id": flow["id"]})
+    silent = api.running_run(flow["id"], deployment["id"])  # one heartbeat, then nothing: a killed worker
+    alive = api.running_run(flow["id"], deployment["id"])  # heartbeats every 2 s
+    by_hand = api.running_run(flow["id"], None)  # no deployment: not watched (Prefect's default 180 s heartbeat)
+    try:
+        time.sleep(1)  # the automation is loaded by the triggers service
+        for run in (silent, alive, by_hand):
+            api.heartbeat(run)
+        deadline = time.monotonic() + 45
+        while api.state(silent)["type"] != "CRASHED":
+            assert time.monotonic() < deadline, f"not Crashed within 45 s: {api.state(silent)}"
+            time.sleep(2)
+            api.heartbeat(alive)
+        for _ in range(3):  # a few more seconds: the other runs' windows would have ended too
+            time.sleep(2)
+            api.heartbeat(alive)
+
+        crashed = api.state(silent)
+        assert crashed["name"] == "Crashed"
+        assert "heartbeat stopped (none for 10 s)" in crashed["message"]
+        assert api.state(alive)["type"] == "RUNNING"
+        assert api.state(by_hand)["type"] == "RUNNING"
+        post = alert_server.receiver.wait_for(
+            lambda p: p.get("subject") == f"Headwater: flow run {silent['name']} Crashed"
+        )
+        assert "heartbeat stopped" in post["body"]
+    finally:
+        for run in (alive, by_hand):
+            api("POST", f"/flow_runs/{run['id']}/set_state", {"state": {"type": "COMPLETED"}, "force": True})
+        for automation in alert_server.automations():
+            if automation["name"] == name:
+                api("DELETE", f"/automations/{automation['id']}")

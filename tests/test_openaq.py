@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,9 @@ from prefect.blocks.system import Secret
 from pytest_httpserver import HTTPServer
 
 from flows.openaq import ingest_openaq
+from headwater.errors import HeadwaterError
 from headwater.ledger import open_ledger
+from headwater.sources.openaq import cursor_key, fetch_measurements
 from tests.helpers import ledger_runs, query
 from tests.recorded import fixture_bytes, fixture_json
 
@@ -31,6 +34,15 @@ def _serve_location(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/v3/locations/1", headers={"X-API-Key": KEY}).respond_with_data(
         fixture_bytes(LOCATION), content_type="application/json"
     )
+
+
+def _serve_broken_location(httpserver: HTTPServer) -> None:
+    """Location 2 (the recorded location 1, renumbered: sensor 2) whose measurements answer 500 every time."""
+    body = fixture_json(LOCATION)
+    body["results"][0]["id"] = 2
+    body["results"][0]["sensors"][0]["id"] = 2
+    httpserver.expect_request("/v3/locations/2", headers={"X-API-Key": KEY}).respond_with_json(body)
+    httpserver.expect_request("/v3/sensors/2/measurements").respond_with_data("upstream broke", status=500)
 
 
 def _serve_measurements(httpserver: HTTPServer, results: list[dict[str, Any]], since: str | None = None) -> None:
@@ -123,3 +135,89 @@ def test_missing_key_block_fails_clearly_on_401(home: Path, httpserver: HTTPServ
     with pytest.raises(Exception, match="HTTP 401"):
         _run(httpserver)
     assert len(httpserver.log) == 1
+
+
+BROKEN_CURSOR = "2023-03-01T00:00:00Z"  # sensor 2's cursor before the run (crafted)
+
+
+def _seed_broken_cursor() -> None:
+    with open_ledger() as ledger:
+        ledger.set_state("openaq-test", cursor_key(2), BROKEN_CURSOR)
+
+
+def test_a_failed_location_is_reported_and_keeps_its_cursor(
+    secret: str, httpserver: HTTPServer, configure: Callable[..., None]
+) -> None:
+    """The fetch itself: the good location's rows and cursor, the failed one only in ``failures``."""
+    configure(http_attempts="1")
+    records = fixture_json(MEASUREMENTS)["results"]
+    _serve_location(httpserver)
+    _serve_measurements(httpserver, records[:24])
+    _serve_broken_location(httpserver)
+
+    fetched = fetch_measurements("openaq-test", httpserver.url_for("/"), (1, 2), {cursor_key(2): BROKEN_CURSOR}, KEY)
+
+    assert fetched.frames["measurements"]["location_id"].unique().to_list() == [1]
+    assert fetched.frames["measurements"].height == 24
+    assert fetched.notes["state"] == {cursor_key(1): records[23]["period"]["datetimeFrom"]["utc"]}
+    assert list(fetched.failures) == ["location 2"]
+    assert "HTTP 500" in fetched.failures["location 2"]
+    assert "/v3/sensors/2/measurements" in fetched.failures["location 2"]
+    assert KEY not in json.dumps(fetched.failures)
+
+
+def test_one_failing_location_does_not_fail_the_others(
+    secret: str, httpserver: HTTPServer, configure: Callable[..., None]
+) -> None:
+    configure(http_attempts="1")
+    records = fixture_json(MEASUREMENTS)["results"]
+    _seed_broken_cursor()
+    _serve_location(httpserver)
+    _serve_measurements(httpserver, records[:24])
+    _serve_broken_location(httpserver)
+
+    outcome = ingest_openaq([1, 2], location_set="test", base_url=httpserver.url_for("/"))
+
+    assert outcome.rows_by_table == {"measurements": 24, "measurements_quarantine": 0}
+    assert query("SELECT location_id, count() FROM openaq.measurements GROUP BY location_id") == [(1, 24)]
+    with open_ledger() as ledger:
+        state = ledger.all_state("openaq-test")
+    assert state[cursor_key(1)] == records[23]["period"]["datetimeFrom"]["utc"]  # advanced
+    assert state[cursor_key(2)] == BROKEN_CURSOR  # kept: the next run asks again from here
+    [run] = ledger_runs("openaq-test")
+    assert "location 2" in json.dumps(run["notes"], default=str)
+    assert "HTTP 500" in json.dumps(run["notes"], default=str)
+
+
+def test_a_run_with_a_failed_location_is_recorded_partial(
+    secret: str, httpserver: HTTPServer, configure: Callable[..., None]
+) -> None:
+    configure(http_attempts="1")
+    _serve_location(httpserver)
+    _serve_measurements(httpserver, fixture_json(MEASUREMENTS)["results"][:24])
+    _serve_broken_location(httpserver)
+
+    outcome = ingest_openaq([1, 2], location_set="test", base_url=httpserver.url_for("/"))
+
+    assert outcome.status == "partial"
+    [run] = ledger_runs("openaq-test")
+    assert run["status"] == "partial"
+    assert "location 2" in (run["error"] or "")
+
+
+def test_every_location_failing_fails_the_run(
+    secret: str, httpserver: HTTPServer, configure: Callable[..., None]
+) -> None:
+    configure(http_attempts="1")
+    _seed_broken_cursor()
+    httpserver.expect_request("/v3/locations/1").respond_with_data("upstream broke", status=500)
+    _serve_broken_location(httpserver)
+
+    with pytest.raises(HeadwaterError, match="HTTP 500") as raised:
+        ingest_openaq([1, 2], location_set="test", base_url=httpserver.url_for("/"))
+
+    assert "/v3/locations/1" in str(raised.value)  # the first location's error
+    [run] = ledger_runs("openaq-test")
+    assert run["status"] == "failed"
+    with open_ledger() as ledger:
+        assert ledger.all_state("openaq-test") == {cursor_key(2): BROKEN_CURSOR}

@@ -4,6 +4,9 @@
 - ``GET {base}/v3/sensors/{id}/measurements?datetime_from=…&limit=…&page=…`` pages through
   measurements newer than the sensor's cursor (kept in the ledger's source state; it
   advances only after a successful load).
+- A location that fails for good does not fail the others: it is reported in the batch's
+  ``failures`` (the run is recorded ``partial``), its sensors keep their cursors, and the
+  other locations load. Only when every location fails does the run fail.
 - Every request carries the API key from a Prefect ``Secret`` block as ``X-API-Key``;
   the key is never logged and never stored.
 - Values outside the parameter's plausible range are quarantined (``measurements_quarantine``
@@ -23,7 +26,7 @@ import polars as pl
 from pandera.engines.polars_engine import DateTime
 
 from headwater.api_batch import FetchResult
-from headwater.errors import FetchError
+from headwater.errors import FetchError, HeadwaterError
 from headwater.http import get, make_client, paginate
 from headwater.spec import SourceSpec
 from headwater.tables import MERGE, TableSpec
@@ -180,41 +183,76 @@ def split_by_range(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], li
     return kept, quarantined
 
 
-def fetch_measurements(
-    source: str, base_url: str, locations: tuple[int, ...], cursors: Mapping[str, str], api_key: str | None
-) -> FetchResult:
-    """New measurements of every sensor of the locations, split into kept and quarantined rows."""
-    headers = {"X-API-Key": api_key} if api_key else {}
+def location_rows(
+    source: str,
+    base_url: str,
+    location: int,
+    cursors: Mapping[str, str],
+    client: httpx.Client,
+    headers: Mapping[str, str],
+) -> tuple[list[dict[str, Any]], dict[str, str], int]:
+    """New measurements of every sensor of one location: (rows, advanced cursors, duplicates dropped)."""
     rows: list[dict[str, Any]] = []
     new_cursors: dict[str, str] = {}
     seen: set[tuple[int, datetime]] = set()
     duplicates = 0
+    for sensor, parameter, units in location_sensors(source, base_url, location, client, headers):
+        since = _utc(cursors.get(cursor_key(sensor)))
+        for record in sensor_measurements(source, base_url, sensor, since, client, headers):
+            start = _utc(record["period"]["datetimeFrom"]["utc"])
+            if start is None or record.get("value") is None:
+                continue
+            if (sensor, start) in seen:
+                duplicates += 1
+                continue
+            seen.add((sensor, start))
+            rows.append(
+                {
+                    "location_id": location,
+                    "sensor_id": sensor,
+                    "parameter": record["parameter"]["name"] or parameter,
+                    "units": record["parameter"]["units"] or units,
+                    "value": float(record["value"]),
+                    "datetime_from": start,
+                    "datetime_to": _utc((record["period"].get("datetimeTo") or {}).get("utc")),
+                }
+            )
+            previous = new_cursors.get(cursor_key(sensor)) or cursors.get(cursor_key(sensor))
+            if previous is None or start > (_utc(previous) or start):
+                new_cursors[cursor_key(sensor)] = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rows, new_cursors, duplicates
+
+
+def fetch_measurements(
+    source: str, base_url: str, locations: tuple[int, ...], cursors: Mapping[str, str], api_key: str | None
+) -> FetchResult:
+    """New measurements of every sensor of the locations, split into kept and quarantined rows.
+
+    A location whose requests fail for good (a ``HeadwaterError`` once the HTTP layer's
+    retries are spent) contributes nothing, neither rows nor cursors: its sensors keep
+    their cursors and the next run asks again. It is listed in ``failures`` and the other
+    locations load. When every location fails, the first location's error is raised.
+    """
+    headers = {"X-API-Key": api_key} if api_key else {}
+    rows: list[dict[str, Any]] = []
+    new_cursors: dict[str, str] = {}
+    failures: dict[str, str] = {}
+    errors: list[HeadwaterError] = []
+    duplicates = 0
+    unique = tuple(dict.fromkeys(locations))  # a location listed twice is fetched once
     with make_client() as client:
-        for location in locations:
-            for sensor, parameter, units in location_sensors(source, base_url, location, client, headers):
-                since = _utc(cursors.get(cursor_key(sensor)))
-                for record in sensor_measurements(source, base_url, sensor, since, client, headers):
-                    start = _utc(record["period"]["datetimeFrom"]["utc"])
-                    if start is None or record.get("value") is None:
-                        continue
-                    if (sensor, start) in seen:
-                        duplicates += 1
-                        continue
-                    seen.add((sensor, start))
-                    rows.append(
-                        {
-                            "location_id": location,
-                            "sensor_id": sensor,
-                            "parameter": record["parameter"]["name"] or parameter,
-                            "units": record["parameter"]["units"] or units,
-                            "value": float(record["value"]),
-                            "datetime_from": start,
-                            "datetime_to": _utc((record["period"].get("datetimeTo") or {}).get("utc")),
-                        }
-                    )
-                    previous = new_cursors.get(cursor_key(sensor)) or cursors.get(cursor_key(sensor))
-                    if previous is None or start > (_utc(previous) or start):
-                        new_cursors[cursor_key(sensor)] = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+        for location in unique:
+            try:
+                found, advanced, dropped = location_rows(source, base_url, location, cursors, client, headers)
+            except HeadwaterError as error:
+                failures[f"location {location}"] = str(error)
+                errors.append(error)
+                continue
+            rows.extend(found)
+            new_cursors.update(advanced)
+            duplicates += dropped
+    if errors and len(errors) == len(unique):
+        raise errors[0]
     kept, quarantined = split_by_range(rows)
     total = len(rows)
     return FetchResult(
@@ -225,4 +263,5 @@ def fetch_measurements(
         rows_rejected=len(quarantined),
         quality_score=round(len(kept) / total, 4) if total else 1.0,
         notes={"state": new_cursors, "duplicates_in_response": duplicates} if new_cursors or duplicates else {},
+        failures=failures,
     )

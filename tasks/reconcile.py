@@ -1,0 +1,84 @@
+"""Reconcile task: every run of an instance starts by bringing warehouse and ledger into agreement."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from datetime import timedelta
+
+from prefect import task
+
+from blocks.warehouse import ClickHouseWarehouse
+from headwater import events
+from headwater.batch import BatchRequest, run_tag
+from headwater.health import record_attempt
+from headwater.ledger import FAILED, Ledger, open_ledger
+from headwater.loading import drop_run_tables
+from headwater.logs import run_logger
+from headwater.reconcile import is_dead, repair_intent
+from headwater.settings import get_settings
+
+
+def _mark_crashed_runs(ledger: Ledger, request: BatchRequest) -> tuple[list[str], set[str]]:
+    """Fail the instance's ``running`` rows whose process is gone; returns their run ids and the live ones."""
+    lease = timedelta(seconds=get_settings().run_lease_s)
+    crashed, live = [], set()
+    for row in ledger.running_runs(request.instance):
+        reason = is_dead(row, lease)
+        if reason is None:
+            live.add(row["run_id"])
+            continue
+        message = f"{request.instance}: run {row['run_id'][:12]} crashed without recording an outcome ({reason})"
+        ledger.mark_crashed(row["run_id"], message)
+        record_attempt(ledger, request.instance, request.source.name, FAILED)
+        events.emit(events.RUN_CRASHED, request.instance, request.source.name, run_id=row["run_id"], reason=reason)
+        run_logger().warning("%s", message)
+        crashed.append(row["run_id"])
+    return crashed, live
+
+
+@task(name="reconcile", task_run_name="reconcile {request.instance}")
+def reconcile_instance(request: BatchRequest) -> list[str]:
+    """Detect crashed runs and repair unfinished publishes of the instance; returns what was repaired.
+
+    Crashed runs become ``failed`` (kind ``crashed``, counted by the circuit breaker);
+    each open publish intent is finished or undone from the warehouse's state and
+    recorded ``repaired``; the dead runs' staging tables and temp dirs are removed.
+    Opens the warehouse only when there is something to repair.
+    """
+    with open_ledger() as ledger:
+        crashed, live = _mark_crashed_runs(ledger, request)
+        intents = [i for i in ledger.pending_intents(request.instance) if i["run_id"] not in live]
+        if not crashed and not intents:
+            return []
+        summaries = []
+        with ClickHouseWarehouse.from_settings().session() as client:
+            for intent in intents:
+                repair = repair_intent(client, intent, request.instance)
+                state = "published" if repair.version else "undone"
+                ledger.record_repair(
+                    run_id=uuid.uuid4().hex,
+                    source=request.source.name,
+                    instance=request.instance,
+                    partition_key=intent["partition_key"],
+                    found=repair.summary(),
+                    notes={"repaired_run": intent["run_id"], "action": repair.action, "found": repair.found},
+                    version=repair.version,
+                )
+                ledger.resolve_intent(intent["run_id"], state, f"repaired: {repair.action}")
+                events.emit(
+                    events.SOURCE_REPAIRED,
+                    request.instance,
+                    request.source.name,
+                    run_id=intent["run_id"],
+                    action=repair.action,
+                    found=repair.found,
+                )
+                run_logger().warning("%s", repair.summary())
+                summaries.append(repair.summary())
+            for run_id in {*crashed, *(i["run_id"] for i in intents)}:
+                dropped = drop_run_tables(client, request.database, run_tag(run_id))
+                shutil.rmtree(get_settings().tmp_dir / f"{request.instance}-{run_tag(run_id)}", ignore_errors=True)
+                if dropped:
+                    run_logger().info("dropped the tables a dead run left: %s", ", ".join(dropped))
+    return summaries
