@@ -14,6 +14,7 @@ from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
+from headwater.params import FLOW_TIMEOUT_S, check_non_negative, check_url
 from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.coffee import (
@@ -32,7 +33,7 @@ def instance_name(symbol: str) -> str:
     return "coffee-prices" if symbol == DEFAULT_SYMBOL else f"coffee-prices-{symbol.lower()}"
 
 
-@flow(name="ingest-coffee", flow_run_name="coffee {symbol}")
+@flow(name="ingest-coffee", flow_run_name="coffee {symbol}", timeout_seconds=FLOW_TIMEOUT_S)
 def ingest_coffee(
     symbol: str = DEFAULT_SYMBOL,
     yahoo_url: str | None = None,
@@ -49,11 +50,14 @@ def ingest_coffee(
     settings = get_settings()
     if symbol not in YAHOO_TICKERS or symbol not in STOOQ_TICKERS:
         raise ConfigurationError("coffee", f"expected a symbol in {', '.join(sorted(YAHOO_TICKERS))}, found {symbol!r}")
+    label = instance_name(symbol)
     urls = {
-        "yahoo": yahoo_url or settings.yahoo_base_url or YAHOO_BASE_URL,
-        "stooq": stooq_url or settings.stooq_base_url or STOOQ_BASE_URL,
+        "yahoo": check_url(label, "yahoo_url", yahoo_url or settings.yahoo_base_url or YAHOO_BASE_URL),
+        "stooq": check_url(label, "stooq_url", stooq_url or settings.stooq_base_url or STOOQ_BASE_URL),
     }
-    chosen_tolerance = settings.provider_disagreement_tolerance if tolerance is None else tolerance
+    chosen_tolerance = check_non_negative(
+        label, "tolerance", settings.provider_disagreement_tolerance if tolerance is None else tolerance
+    )
     request = BatchRequest(
         source=COFFEE,
         instance=instance_name(symbol),

@@ -14,6 +14,7 @@ from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
+from headwater.params import FLOW_TIMEOUT_S, check_codes, check_positive_ints, check_url, parse_positive_ints
 from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.faostat import (
@@ -28,7 +29,7 @@ from headwater.sources.faostat import (
 INSTANCE = f"faostat-{DOMAIN.lower()}"
 
 
-@flow(name="ingest-faostat", flow_run_name="faostat qcl area {area}")
+@flow(name="ingest-faostat", flow_run_name="faostat qcl area {area}", timeout_seconds=FLOW_TIMEOUT_S)
 def ingest_faostat(
     area: str = DEFAULT_AREA,
     elements: list[str] | None = None,
@@ -46,10 +47,10 @@ def ingest_faostat(
     settings = get_settings()
     if not area.strip() or "," in area:
         raise ConfigurationError(INSTANCE, f"expected one FAOSTAT area code, found {area!r}")
-    chosen_elements = tuple(elements or DEFAULT_ELEMENTS)
-    chosen_items = tuple(items or ())
-    chosen_years = tuple(years or ())
-    url = base_url or settings.faostat_base_url or DEFAULT_BASE_URL
+    chosen_elements = check_codes(INSTANCE, "elements", elements or DEFAULT_ELEMENTS)
+    chosen_items = check_codes(INSTANCE, "items", items) if items else ()
+    chosen_years = check_positive_ints(INSTANCE, "years", years) if years else ()
+    url = check_url(INSTANCE, "base_url", base_url or settings.faostat_base_url or DEFAULT_BASE_URL)
     request = BatchRequest(
         source=FAOSTAT,
         instance=INSTANCE,
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             args.area,
             _codes(args.elements),
             _codes(args.items),
-            [int(y) for y in _codes(args.years) or []] or None,
+            parse_positive_ints(INSTANCE, "--years", args.years) if args.years else None,
             base_url=args.base_url,
         )
     )

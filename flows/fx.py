@@ -14,6 +14,7 @@ from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
+from headwater.params import FLOW_TIMEOUT_S, check_non_negative, check_url
 from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.fx import (
@@ -32,7 +33,7 @@ def instance_name(base: str) -> str:
     return "fx-rates" if base == DEFAULT_BASE else f"fx-rates-{base.lower()}"
 
 
-@flow(name="ingest-fx", flow_run_name="fx {base}")
+@flow(name="ingest-fx", flow_run_name="fx {base}", timeout_seconds=FLOW_TIMEOUT_S)
 def ingest_fx(
     base: str = DEFAULT_BASE,
     ecb_url: str | None = None,
@@ -49,12 +50,17 @@ def ingest_fx(
     settings = get_settings()
     if not CURRENCY.match(base):
         raise ConfigurationError("fx", f"expected a 3-letter currency code as base, found {base!r}")
+    label = instance_name(base)
     urls = {
-        "ecb": ecb_url or settings.ecb_base_url or ECB_BASE_URL,
-        "frankfurter": frankfurter_url or settings.frankfurter_base_url or FRANKFURTER_BASE_URL,
-        "erapi": erapi_url or settings.erapi_base_url or ERAPI_BASE_URL,
+        "ecb": check_url(label, "ecb_url", ecb_url or settings.ecb_base_url or ECB_BASE_URL),
+        "frankfurter": check_url(
+            label, "frankfurter_url", frankfurter_url or settings.frankfurter_base_url or FRANKFURTER_BASE_URL
+        ),
+        "erapi": check_url(label, "erapi_url", erapi_url or settings.erapi_base_url or ERAPI_BASE_URL),
     }
-    chosen_tolerance = settings.provider_disagreement_tolerance if tolerance is None else tolerance
+    chosen_tolerance = check_non_negative(
+        label, "tolerance", settings.provider_disagreement_tolerance if tolerance is None else tolerance
+    )
     request = BatchRequest(
         source=FX,
         instance=instance_name(base),

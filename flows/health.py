@@ -19,10 +19,14 @@ from datetime import UTC, datetime
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
+from blocks.warehouse import ClickHouseWarehouse
 from headwater import events
 from headwater.health import FRESH, LATE, STALE, SourceHealth, health_rows, reset_circuit
-from headwater.ledger import open_ledger
+from headwater.ledger import Ledger, open_ledger
 from headwater.logs import run_logger
+from headwater.params import FLOW_TIMEOUT_S
+from headwater.reconcile import damaged_instances
+from headwater.sources import registered_sources
 
 COLUMNS = (
     ("name", 22),
@@ -69,7 +73,18 @@ def format_table(rows: list[SourceHealth]) -> str:
     return "\n".join(lines)
 
 
-@flow(name="source-health", description="Check every source's freshness; write the health artifact.")
+def warehouse_damage(ledger: Ledger) -> dict[str, list[str]]:
+    """Instances whose warehouse state disagrees with the ledger (health shows them ``damaged``)."""
+    sources = {spec.name: (spec, database) for spec, database in registered_sources()}
+    with ClickHouseWarehouse.from_settings().session() as client:
+        return damaged_instances(ledger, client, sources, ledger.instances())
+
+
+@flow(
+    name="source-health",
+    description="Check every source's freshness; write the health artifact.",
+    timeout_seconds=FLOW_TIMEOUT_S,
+)
 def report_health() -> list[dict[str, object]]:
     """Compute the health view, publish it as a table artifact, and emit stale/recovered events.
 
@@ -78,7 +93,7 @@ def report_health() -> list[dict[str, object]]:
     """
     logger = run_logger()
     with open_ledger() as ledger:
-        rows = health_rows(ledger, datetime.now(UTC))
+        rows = health_rows(ledger, datetime.now(UTC), warehouse_damage(ledger))
         for row in rows:
             previous = (ledger.health(row.name) or {}).get("freshness")
             source = ledger.source_of(row.name) or row.name
@@ -108,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             reset_circuit(ledger, args.reset)
             print(f"{args.reset}: circuit closed")
             return 0
-        rows = health_rows(ledger)
+        rows = health_rows(ledger, damage=warehouse_damage(ledger))
     print(json.dumps([r.as_dict() for r in rows], indent=2) if args.json else format_table(rows))
     return 0
 

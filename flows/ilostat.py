@@ -14,6 +14,7 @@ from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
+from headwater.params import FLOW_TIMEOUT_S, check_url
 from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.ilostat import (
@@ -28,7 +29,7 @@ from headwater.sources.ilostat import (
 )
 
 
-@flow(name="ingest-ilostat", flow_run_name="ilostat {indicator}")
+@flow(name="ingest-ilostat", flow_run_name="ilostat {indicator}", timeout_seconds=FLOW_TIMEOUT_S)
 def ingest_ilostat(
     indicator: str,
     ref_areas: list[str] | None = None,
@@ -49,7 +50,7 @@ def ingest_ilostat(
     bad = [a for a in areas if not REF_AREA.match(a)]
     if bad or not areas:
         raise ConfigurationError(instance, f"expected reference area codes like BEN or X01, found {bad or ref_areas!r}")
-    url = base_url or settings.ilostat_base_url or DEFAULT_BASE_URL
+    url = check_url(instance, "base_url", base_url or settings.ilostat_base_url or DEFAULT_BASE_URL)
     request = BatchRequest(
         source=ILOSTAT,
         instance=instance,

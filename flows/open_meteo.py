@@ -19,6 +19,7 @@ from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
+from headwater.params import FLOW_TIMEOUT_S, check_url
 from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.open_meteo import (
@@ -34,7 +35,7 @@ from headwater.sources.open_meteo import (
 )
 
 
-@flow(name="ingest-open-meteo", flow_run_name="open-meteo {region_set}")
+@flow(name="ingest-open-meteo", flow_run_name="open-meteo {region_set}", timeout_seconds=FLOW_TIMEOUT_S)
 def ingest_open_meteo(
     region_set: str = DEFAULT_REGION_SET,
     regions: list[dict[str, Any]] | None = None,
@@ -62,7 +63,7 @@ def ingest_open_meteo(
         raise ConfigurationError(
             instance, f"expected forecast_hours in 1..{MAX_FORECAST_HOURS}, found {forecast_hours}"
         )
-    url = base_url or settings.open_meteo_base_url or DEFAULT_BASE_URL
+    url = check_url(instance, "base_url", base_url or settings.open_meteo_base_url or DEFAULT_BASE_URL)
     request = BatchRequest(
         source=OPEN_METEO,
         instance=instance,

@@ -16,6 +16,7 @@ from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.ledger import open_ledger
 from headwater.logs import run_logger
+from headwater.params import FLOW_TIMEOUT_S, check_positive_ints, check_url, parse_positive_ints
 from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.openaq import DEFAULT_BASE_URL, OPENAQ, fetch_measurements, location_set_name
@@ -31,7 +32,7 @@ def api_key(block: str) -> str | None:
     return str(value)
 
 
-@flow(name="ingest-openaq", flow_run_name="openaq {location_set}")
+@flow(name="ingest-openaq", flow_run_name="openaq {location_set}", timeout_seconds=FLOW_TIMEOUT_S)
 def ingest_openaq(
     locations: list[int] | None = None, location_set: str | None = None, base_url: str | None = None
 ) -> RunResult:
@@ -41,9 +42,9 @@ def ingest_openaq(
     duplicate: the table is a ReplacingMergeTree on (sensor_id, datetime_from).
     """
     settings = get_settings()
-    chosen = tuple(locations or settings.openaq_locations)
+    chosen = check_positive_ints("openaq", "locations", locations or settings.openaq_locations)
     name = location_set or location_set_name(chosen)
-    url = base_url or settings.openaq_base_url or DEFAULT_BASE_URL
+    url = check_url(f"openaq-{name}", "base_url", base_url or settings.openaq_base_url or DEFAULT_BASE_URL)
     request = BatchRequest(
         source=OPENAQ,
         instance=f"openaq-{name}",
@@ -63,8 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--locations", default=None, help="comma-separated OpenAQ location ids")
     parser.add_argument("--base-url", default=None)
     args = parser.parse_args(argv)
-    locations = [int(x) for x in args.locations.split(",")] if args.locations else None
-    return run_flow_cli(lambda: ingest_openaq(locations, base_url=args.base_url))
+    return run_flow_cli(
+        lambda: ingest_openaq(
+            parse_positive_ints("openaq", "--locations", args.locations) if args.locations else None,
+            base_url=args.base_url,
+        )
+    )
 
 
 if __name__ == "__main__":

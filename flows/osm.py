@@ -15,6 +15,7 @@ from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
+from headwater.params import FLOW_TIMEOUT_S, check_positive, check_url
 from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.osm import (
@@ -35,7 +36,7 @@ def osm_instance(area: str, layers: tuple[str, ...]) -> str:
     return name if set(layers) == set(LAYERS) else "-".join([name, *layers])
 
 
-@flow(name="ingest-osm", flow_run_name="osm {area}")
+@flow(name="ingest-osm", flow_run_name="osm {area}", timeout_seconds=FLOW_TIMEOUT_S)
 def ingest_osm(
     area: str = DEFAULT_AREA,
     layers: list[str] | None = None,
@@ -62,7 +63,8 @@ def ingest_osm(
     chosen = tuple(layer for layer in LAYERS if layer in requested)  # contract order: one instance per subset
     if geometry not in GEOMETRIES:
         raise ConfigurationError(label, f"expected geometry in {', '.join(GEOMETRIES)}, found {geometry!r}")
-    url = base_url or settings.osm_base_url or DEFAULT_BASE_URL
+    check_positive(label, "timeout_s", timeout_s)
+    url = check_url(label, "base_url", base_url or settings.osm_base_url or DEFAULT_BASE_URL)
     request = BatchRequest(
         source=OSM,
         instance=osm_instance(value, chosen),

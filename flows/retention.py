@@ -1,10 +1,11 @@
 """Weekly retention: old ledger runs, orphaned temp dirs, expired warehouse partitions.
 
-python -m flows.retention
+python -m flows.retention [--ledger-days 90] [--temp-max-age-hours 24]
 """
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import sys
 import time
@@ -15,9 +16,13 @@ from clickhouse_connect.driver.binding import format_query_value, quote_identifi
 from prefect import flow
 
 from blocks.warehouse import ClickHouseWarehouse
+from headwater.batch import run_tag
+from headwater.cli import report_error
 from headwater.ledger import open_ledger
-from headwater.loading import qualified
+from headwater.loading import qualified, run_tables_older_than
 from headwater.logs import run_logger
+from headwater.params import FLOW_TIMEOUT_S, check_non_negative, check_positive
+from headwater.reconcile import is_dead
 from headwater.settings import get_settings
 from headwater.sources import registered_sources
 
@@ -29,6 +34,7 @@ class RetentionReport:
     ledger_runs_deleted: int = 0
     temp_dirs_removed: list[str] = field(default_factory=list)
     partitions_dropped: list[str] = field(default_factory=list)
+    run_tables_dropped: list[str] = field(default_factory=list)
 
 
 def remove_orphaned_temp_dirs(max_age_hours: float) -> list[str]:
@@ -46,6 +52,34 @@ def remove_orphaned_temp_dirs(max_age_hours: float) -> list[str]:
             shutil.rmtree(child, ignore_errors=True)
             removed.append(child.name)
     return removed
+
+
+def drop_stale_run_tables(now: datetime, max_age_hours: float) -> list[str]:
+    """Drop ``_stg_``/``_bak_`` tables older than ``max_age_hours`` whose run is not running.
+
+    A killed run leaves them; the next run of its instance removes them, but an instance
+    that never runs again would keep them forever.
+    """
+    settings = get_settings()
+    lease = timedelta(seconds=settings.run_lease_s)
+    with open_ledger() as ledger:
+        live = {
+            run_tag(row["run_id"])
+            for instance in ledger.instances()
+            for row in ledger.running_runs(instance)
+            if is_dead(row, lease) is None
+        }
+    cutoff = int((now - timedelta(hours=max_age_hours)).timestamp())
+    databases = sorted({database for _, database in registered_sources(settings)})
+    dropped: list[str] = []
+    with ClickHouseWarehouse.from_settings().session() as client:
+        for database in databases:
+            for table, tag in run_tables_older_than(client, database, cutoff):
+                if tag in live:
+                    continue
+                client.command(f"DROP TABLE IF EXISTS {qualified(database, table)}")
+                dropped.append(f"{database}.{table}")
+    return dropped
 
 
 def drop_expired_partitions(today: datetime) -> list[str]:
@@ -79,7 +113,11 @@ def drop_expired_partitions(today: datetime) -> list[str]:
     return dropped
 
 
-@flow(name="retention", description="Delete old ledger runs, orphaned temp dirs and expired partitions.")
+@flow(
+    name="retention",
+    description="Delete old ledger runs, orphaned temp dirs and expired partitions.",
+    timeout_seconds=FLOW_TIMEOUT_S,
+)
 def apply_retention(ledger_days: int | None = None, temp_max_age_hours: float | None = None) -> RetentionReport:
     """Remove what is past its retention.
 
@@ -89,26 +127,47 @@ def apply_retention(ledger_days: int | None = None, temp_max_age_hours: float | 
     Loaded dataset versions are kept: change detection needs them.
     """
     settings = get_settings()
+    days = check_positive(
+        "retention", "ledger_days", settings.retention_ledger_days if ledger_days is None else ledger_days
+    )
+    max_age_hours = check_non_negative(
+        "retention",
+        "temp_max_age_hours",
+        settings.retention_tmp_hours if temp_max_age_hours is None else temp_max_age_hours,
+    )
     logger = run_logger()
     now = datetime.now(UTC)
     report = RetentionReport()
     with open_ledger() as ledger:
-        report.ledger_runs_deleted = ledger.delete_runs_before(
-            now - timedelta(days=ledger_days or settings.retention_ledger_days)
-        )
-    report.temp_dirs_removed = remove_orphaned_temp_dirs(
-        settings.retention_tmp_hours if temp_max_age_hours is None else temp_max_age_hours
-    )
+        report.ledger_runs_deleted = ledger.delete_runs_before(now - timedelta(days=days))
+    report.temp_dirs_removed = remove_orphaned_temp_dirs(max_age_hours)
     report.partitions_dropped = drop_expired_partitions(now)
+    report.run_tables_dropped = drop_stale_run_tables(now, settings.stale_staging_hours)
     logger.info(
-        "retention: %s ledger runs deleted, %s temp dirs removed, %s partitions dropped",
+        "retention: %s ledger runs deleted, %s temp dirs removed, %s partitions dropped, %s stale run tables dropped",
         report.ledger_runs_deleted,
         len(report.temp_dirs_removed),
         len(report.partitions_dropped),
+        len(report.run_tables_dropped),
     )
     return report
 
 
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code (2 for a bad parameter, 1 for a failure)."""
+    parser = argparse.ArgumentParser(prog="python -m flows.retention", description=__doc__.splitlines()[0])
+    parser.add_argument("--ledger-days", type=int, default=None, help="delete ledger runs older than this (default 90)")
+    parser.add_argument(
+        "--temp-max-age-hours", type=float, default=None, help="remove temp dirs untouched this long (default 24)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        report = apply_retention(args.ledger_days, args.temp_max_age_hours)
+    except Exception as error:  # one-line reason; the details are in the logs
+        return report_error(error)
+    print(report)
+    return 0
+
+
 if __name__ == "__main__":
-    print(apply_retention())
-    sys.exit(0)
+    sys.exit(main())

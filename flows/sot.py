@@ -4,9 +4,9 @@ Command line (the contract's interface)::
 
     python -m flows.sot --network ethereum --date 2026-11-22 --base-url http://127.0.0.1:8000/exports
 
-exits 0 when the export was loaded or was already loaded unchanged, and 1 with a
-one-line reason on stderr when it failed or was skipped because the source's circuit
-is open.
+exits 0 when the export was loaded or was already loaded unchanged, 2 with a one-line
+reason on stderr when a parameter is wrong (nothing is fetched), and 1 with a one-line
+reason when it failed or was skipped because the source's circuit is open.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from headwater.batch import BatchRequest
 from headwater.catchup import scheduled_date
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
+from headwater.params import EXPORT_SCHEMES, FLOW_TIMEOUT_S, check_one_of, check_positive, check_url, parse_date
 from headwater.pipeline import RunResult, run_batch
 from headwater.settings import get_settings
 from headwater.sources.sot.contract import SOT
@@ -37,12 +38,20 @@ def export_url(base_url: str, network: str, processing_date: date) -> str:
     return f"{base_url.rstrip('/')}/{network}/{processing_date.isoformat()}"
 
 
-def resolve_base_url(base_url: str | None) -> str:
-    """The base URL from the parameter, else from settings; fail clearly when neither is set."""
+def resolve_base_url(base_url: str | None, label: str = "sot") -> str:
+    """The base URL from the parameter, else from settings, checked; fail clearly when neither is set."""
     resolved = base_url or get_settings().sot_base_url
     if not resolved:
-        raise ConfigurationError("sot", "expected a base URL (--base-url or HEADWATER_SOT_BASE_URL), found none")
-    return resolved
+        raise ConfigurationError(label, "expected a base URL (--base-url or HEADWATER_SOT_BASE_URL), found none")
+    return check_url(label, "base_url", resolved, EXPORT_SCHEMES)
+
+
+def check_sot_params(network: str, window_days: int, base_url: str | None) -> str:
+    """Check a SOT run's parameters before anything is fetched; return the resolved base URL."""
+    label = sot_instance(network)
+    check_one_of(label, "a network", network, get_settings().sot_networks)
+    check_positive(label, "window_days", window_days)
+    return resolve_base_url(base_url, label)
 
 
 def default_processing_date() -> date:
@@ -59,6 +68,7 @@ def default_processing_date() -> date:
     name="ingest-sot",
     flow_run_name="sot {network} {processing_date}",
     description="Download, verify, validate and load one SOT export into ClickHouse.",
+    timeout_seconds=FLOW_TIMEOUT_S,
 )
 def ingest_sot(
     network: str,
@@ -73,11 +83,7 @@ def ingest_sot(
     manifest equals the last loaded version is recorded ``unchanged`` and loads nothing.
     """
     settings = get_settings()
-    if network not in settings.sot_networks:
-        raise ConfigurationError(
-            f"sot-{network}",
-            f"expected a network in {', '.join(settings.sot_networks)}, found {network!r}",
-        )
+    root = check_sot_params(network, window_days, base_url)
     day = processing_date or default_processing_date()
     request = BatchRequest(
         source=SOT,
@@ -86,7 +92,7 @@ def ingest_sot(
         constants={"window_days": window_days},
         database=settings.sot_database,
         excluded_tables=frozenset(settings.sot_excluded_tables),
-        location=export_url(resolve_base_url(base_url), network, day),
+        location=export_url(root, network, day),
     )
     return run_batch(request, download_manifest, download_resource)
 
@@ -95,16 +101,16 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
     parser = argparse.ArgumentParser(prog="python -m flows.sot", description=__doc__.splitlines()[0])
     parser.add_argument("--network", required=True, help="ethereum, bitcoin or torus")
-    parser.add_argument(
-        "--date",
-        type=date.fromisoformat,
-        default=None,
-        help="processing date (YYYY-MM-DD), default today UTC",
-    )
+    parser.add_argument("--date", default=None, help="processing date (YYYY-MM-DD), default today UTC")
     parser.add_argument("--window-days", type=int, default=195)
     parser.add_argument("--base-url", default=None, help="http(s):// or file:// root of the exports")
     args = parser.parse_args(argv)
-    return run_flow_cli(lambda: ingest_sot(args.network, args.date, args.window_days, args.base_url))
+
+    def call() -> RunResult:
+        day = parse_date(sot_instance(args.network), "--date", args.date) if args.date else None
+        return ingest_sot(args.network, day, args.window_days, args.base_url)
+
+    return run_flow_cli(call)
 
 
 if __name__ == "__main__":

@@ -11,26 +11,47 @@ from datetime import date
 
 from prefect import flow
 
-from flows.sot import default_processing_date, ingest_sot, sot_instance
+from blocks.warehouse import ClickHouseWarehouse
+from flows.sot import default_processing_date, ingest_sot, resolve_base_url, sot_instance
+from headwater.cli import report_error
 from headwater.errors import HeadwaterError
 from headwater.ledger import open_ledger
 from headwater.logs import run_logger
+from headwater.params import FLOW_TIMEOUT_S, check_one_of, check_positive, parse_date
 from headwater.pipeline import status_of
+from headwater.reconcile import loaded_version_problems
 from headwater.settings import get_settings
+from headwater.sources.sot.contract import SOT
 
 
 def networks_not_loaded(networks: list[str], processing_date: date) -> list[str]:
-    """Networks with no loaded version of ``processing_date`` in the ledger."""
+    """Networks whose export of ``processing_date`` is not loaded.
+
+    Not loaded: no version in the ledger, or a version the warehouse does not hold
+    exactly (the warehouse is the truth).
+    """
+    settings = get_settings()
     with open_ledger() as ledger:
-        return [
-            n for n in networks if ledger.current_version(sot_instance(n), f"{n}/{processing_date.isoformat()}") is None
-        ]
+        versions = {n: ledger.current_version(sot_instance(n), f"{n}/{processing_date.isoformat()}") for n in networks}
+    loaded = {n: v for n, v in versions.items() if v is not None}
+    damaged: dict[str, list[str]] = {}
+    if loaded:
+        with ClickHouseWarehouse.from_settings().session() as client:
+            for network, version in loaded.items():
+                partition = {"network": network, "processing_date": processing_date}
+                problems = loaded_version_problems(client, SOT, settings.sot_database, partition, version)
+                if problems:
+                    damaged[network] = problems
+    for network, problems in damaged.items():
+        run_logger().warning("%s: the ledger says loaded, the warehouse disagrees: %s", network, "; ".join(problems))
+    return [n for n in networks if n not in loaded or n in damaged]
 
 
 @flow(
     name="sot-retry-sweep",
     flow_run_name="sot retry sweep {processing_date}",
     description="Re-run the SOT flow for every network whose export of the day is not loaded.",
+    timeout_seconds=FLOW_TIMEOUT_S,
 )
 def sot_retry_sweep(
     processing_date: date | None = None,
@@ -44,8 +65,12 @@ def sot_retry_sweep(
     networks already loaded are not touched.
     """
     logger = run_logger()
+    configured = get_settings().sot_networks
+    chosen = [check_one_of("sot", "a network", n, configured) for n in networks or configured]
+    check_positive("sot", "window_days", window_days)
+    resolve_base_url(base_url)  # checked before anything is read or fetched
     day = processing_date or default_processing_date()
-    pending = networks_not_loaded(networks or get_settings().sot_networks, day)
+    pending = networks_not_loaded(chosen, day)
     logger.info("networks to retry for %s: %s", day, ", ".join(pending) or "none")
     statuses: dict[str, str] = {}
     errors: list[str] = []
@@ -63,14 +88,14 @@ def sot_retry_sweep(
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m flows.sot_sweep", description=__doc__.splitlines()[0])
-    parser.add_argument("--date", type=date.fromisoformat, default=None)
+    parser.add_argument("--date", default=None, help="processing date (YYYY-MM-DD), default today UTC")
     parser.add_argument("--base-url", default=None)
     args = parser.parse_args(argv)
     try:
-        statuses = sot_retry_sweep(args.date, base_url=args.base_url)
+        day = parse_date("sot", "--date", args.date) if args.date else None
+        statuses = sot_retry_sweep(day, base_url=args.base_url)
     except Exception as error:  # one-line reason; the details are in the logs
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return report_error(error)
     print(statuses)
     return 0
 

@@ -13,7 +13,7 @@ from prefect import flow
 from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
-from headwater.errors import ConfigurationError
+from headwater.params import FLOW_TIMEOUT_S, check_codes, check_one_of, check_positive, check_url
 from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.worldbank import (
@@ -26,7 +26,7 @@ from headwater.sources.worldbank import (
 )
 
 
-@flow(name="ingest-worldbank", flow_run_name="worldbank {vertical}")
+@flow(name="ingest-worldbank", flow_run_name="worldbank {vertical}", timeout_seconds=FLOW_TIMEOUT_S)
 def ingest_worldbank(
     vertical: str,
     countries: list[str] | None = None,
@@ -40,13 +40,12 @@ def ingest_worldbank(
     snapshot of it, so a rerun on the same responses is ``unchanged`` and adds no rows.
     """
     settings = get_settings()
-    if vertical not in VERTICALS:
-        raise ConfigurationError(
-            f"worldbank-{vertical}", f"expected a vertical in {', '.join(VERTICALS)}, found {vertical!r}"
-        )
-    chosen_countries = tuple(countries or DEFAULT_COUNTRIES)
-    chosen_indicators = tuple(indicators or VERTICALS[vertical])
-    url = base_url or settings.worldbank_base_url or DEFAULT_BASE_URL
+    label = f"worldbank-{vertical}"
+    check_one_of(label, "a vertical", vertical, VERTICALS)
+    chosen_countries = check_codes(label, "countries", countries or DEFAULT_COUNTRIES)
+    chosen_indicators = check_codes(label, "indicators", indicators or VERTICALS[vertical])
+    check_positive(label, "per_page", per_page)
+    url = check_url(label, "base_url", base_url or settings.worldbank_base_url or DEFAULT_BASE_URL)
     request = BatchRequest(
         source=WORLDBANK,
         instance=f"worldbank-{vertical}",

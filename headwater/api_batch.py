@@ -28,6 +28,7 @@ from headwater.manifest import (
     sha256_file,
     write_manifest,
 )
+from headwater.params import TASK_TIMEOUT_S
 from headwater.pipeline import RunResult, run_batch
 from headwater.tables import write_parquet
 
@@ -82,13 +83,13 @@ def describe_frames(request: BatchRequest, fetched: dict[str, pl.DataFrame] | Fe
     return parse_manifest(f"{request.label}: {MANIFEST_NAME}", path.read_bytes())
 
 
-@task(name="fetch-api-batch", task_run_name="fetch {request.label}")
+@task(name="fetch-api-batch", task_run_name="fetch {request.label}", timeout_seconds=TASK_TIMEOUT_S)
 def fetch_api_batch(request: BatchRequest, fetch: Fetch, workdir: Path) -> Manifest:
     """Fetch the source's responses and describe them as a batch (Parquet files + META.json)."""
     return describe_frames(request, fetch(), workdir / "files")
 
 
-@task(name="hash-file", task_run_name="hash {resource.path} of {request.label}")
+@task(name="hash-file", task_run_name="hash {resource.path} of {request.label}", timeout_seconds=TASK_TIMEOUT_S)
 def hash_local_resource(request: BatchRequest, resource: Resource, workdir: Path) -> DownloadedFile:
     """A file this run wrote, measured like a download (size and SHA-256)."""
     path = workdir / "files" / resource.path

@@ -400,3 +400,14 @@ def drop_run_tables(client: Client, database: str, tag: str) -> list[str]:
     for name in names:
         client.command(f"DROP TABLE IF EXISTS {qualified(database, name)}")
     return names
+
+
+def run_tables_older_than(client: Client, database: str, cutoff_unix: int) -> list[tuple[str, str]]:
+    """``(table, run tag)`` of every staging or backup table in ``database`` last changed before ``cutoff_unix``."""
+    rows = client.query(
+        "SELECT name FROM system.tables WHERE database = {db:String} "
+        "AND (name LIKE '\\_stg\\_%' OR name LIKE '\\_bak\\_%') "
+        "AND toUnixTimestamp(metadata_modification_time) < {cutoff:Int64}",
+        parameters={"db": database, "cutoff": cutoff_unix},
+    ).result_rows
+    return [(str(name), str(name).rsplit("_", 1)[-1]) for (name,) in rows]

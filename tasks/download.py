@@ -12,6 +12,7 @@ from headwater.errors import IntegrityError, ManifestError, NotFoundError
 from headwater.http import DownloadedFile, download_file
 from headwater.logs import run_logger
 from headwater.manifest import MANIFEST_NAME, Manifest, Resource, parse_manifest
+from headwater.params import TASK_TIMEOUT_S
 from headwater.settings import get_settings
 
 
@@ -45,7 +46,7 @@ def _waiting_for_manifest(label: str, url: str) -> Retrying:
     )
 
 
-@task(name="download-manifest", task_run_name="download META.json of {request.label}")
+@task(name="download-manifest", task_run_name="download META.json of {request.label}", timeout_seconds=TASK_TIMEOUT_S)
 def download_manifest(request: BatchRequest, workdir: Path) -> Manifest:
     """Fetch and parse the META.json at the request's location (capped at ``manifest_max_bytes``).
 
@@ -67,7 +68,7 @@ def download_manifest(request: BatchRequest, workdir: Path) -> Manifest:
     return parse_manifest(f"{request.label}: {MANIFEST_NAME}", downloaded.path.read_bytes())
 
 
-@task(name="download-file", task_run_name="download {resource.path} of {request.label}")
+@task(name="download-file", task_run_name="download {resource.path} of {request.label}", timeout_seconds=TASK_TIMEOUT_S)
 def download_resource(request: BatchRequest, resource: Resource, workdir: Path) -> DownloadedFile:
     """Stream one file of the export to disk, hashing it on the way; never more than its listed bytes."""
     url = export_file_url(request.location, resource.path)

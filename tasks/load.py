@@ -28,6 +28,7 @@ from headwater.loading import (
 )
 from headwater.logs import run_logger
 from headwater.manifest import Manifest
+from headwater.params import TASK_TIMEOUT_S
 from headwater.settings import get_settings
 
 
@@ -47,7 +48,7 @@ class LoadResult:
     deduplicated: dict[str, int]
 
 
-@task(name="load-batch", task_run_name="load {request.label}")
+@task(name="load-batch", task_run_name="load {request.label}", timeout_seconds=TASK_TIMEOUT_S)
 def load_batch(
     request: BatchRequest, manifest: Manifest, files: dict[str, Path], warehouse: ClickHouseWarehouse
 ) -> LoadResult:

@@ -15,6 +15,7 @@ from headwater.health import record_attempt
 from headwater.ledger import FAILED, Ledger, open_ledger
 from headwater.loading import drop_run_tables
 from headwater.logs import run_logger
+from headwater.params import TASK_TIMEOUT_S
 from headwater.reconcile import is_dead, repair_intent
 from headwater.settings import get_settings
 
@@ -37,7 +38,7 @@ def _mark_crashed_runs(ledger: Ledger, request: BatchRequest) -> tuple[list[str]
     return crashed, live
 
 
-@task(name="reconcile", task_run_name="reconcile {request.instance}")
+@task(name="reconcile", task_run_name="reconcile {request.instance}", timeout_seconds=TASK_TIMEOUT_S)
 def reconcile_instance(request: BatchRequest) -> list[str]:
     """Detect crashed runs and repair unfinished publishes of the instance; returns what was repaired.
 

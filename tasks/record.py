@@ -16,6 +16,7 @@ from headwater.batch import BatchRequest
 from headwater.health import Gate, check_circuit, record_attempt
 from headwater.ledger import PARTIAL, SUCCESSES, RunRecord, open_ledger
 from headwater.logs import run_logger
+from headwater.params import TASK_TIMEOUT_S
 from headwater.reconcile import loaded_version_problems, owner_id
 from headwater.settings import get_settings
 
@@ -32,7 +33,7 @@ def ledger_write_retrying() -> Retrying:
     )
 
 
-@task(name="check-circuit", task_run_name="check the circuit of {request.instance}")
+@task(name="check-circuit", task_run_name="check the circuit of {request.instance}", timeout_seconds=TASK_TIMEOUT_S)
 def check_gate(request: BatchRequest, flow_run_id: str | None) -> Gate:
     """Consult the instance's circuit breaker; a refused run is recorded ``skipped_circuit_open``."""
     with open_ledger() as ledger:
@@ -52,7 +53,7 @@ def check_gate(request: BatchRequest, flow_run_id: str | None) -> Gate:
     return gate
 
 
-@task(name="record-start", task_run_name="record start of {request.label}")
+@task(name="record-start", task_run_name="record start of {request.label}", timeout_seconds=TASK_TIMEOUT_S)
 def record_start(request: BatchRequest, flow_run_id: str | None) -> None:
     """Insert the run's ledger row with status ``running``, owned by this process."""
     with open_ledger() as ledger:
@@ -66,7 +67,11 @@ def record_start(request: BatchRequest, flow_run_id: str | None) -> None:
         )
 
 
-@task(name="check-unchanged", task_run_name="compare {request.label} with the loaded version")
+@task(
+    name="check-unchanged",
+    task_run_name="compare {request.label} with the loaded version",
+    timeout_seconds=TASK_TIMEOUT_S,
+)
 def is_unchanged(request: BatchRequest, content_hash: str) -> bool:
     """True when the partition's loaded version has the same content hash *and* the warehouse holds it.
 
@@ -101,7 +106,7 @@ def warehouse_disagrees(request: BatchRequest, version: Mapping[str, Any]) -> li
         return loaded_version_problems(client, request.source, request.database, request.partition, version)
 
 
-@task(name="record-outcome", task_run_name="record {record.status} for {request.label}")
+@task(name="record-outcome", task_run_name="record {record.status} for {request.label}", timeout_seconds=TASK_TIMEOUT_S)
 def record_outcome(request: BatchRequest, record: RunRecord) -> None:
     """Write the run's outcome to the ledger, update the circuit, leave a table artifact of it."""
     with open_ledger() as ledger:

@@ -24,6 +24,7 @@ from prefect.context import TaskRunContext
 
 from headwater.batch import BatchRequest
 from headwater.errors import SchemaViolation
+from headwater.params import TASK_TIMEOUT_S
 from headwater.settings import get_settings
 from headwater.tables import TableSpec
 
@@ -133,6 +134,7 @@ def _content_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
 
 
 @task(
+    timeout_seconds=TASK_TIMEOUT_S,
     name="validate-table",
     task_run_name="validate {table} of {request.label}",
     cache_key_fn=_content_key,

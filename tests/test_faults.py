@@ -13,15 +13,24 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from prefect.settings import PREFECT_API_URL
 
+from flows.health import warehouse_damage
+from flows.retention import apply_retention
 from flows.sot import ingest_sot
+from flows.sot_sweep import networks_not_loaded, sot_retry_sweep
+from headwater.batch import run_tag
 from headwater.export_server import ExportServer
-from headwater.ledger import open_ledger
+from headwater.health import health_rows
+from headwater.ledger import SCHEMA_VERSION, open_ledger
+from headwater.reconcile import lease, owner_id
 from headwater.sources.sot.generate import write_export
 from tests.helpers import INGESTED, batch_ids, ledger_runs, manifest_rows, query, rows_for, tables, temp_leftovers
 from tests.prefect_server import REPO
@@ -144,3 +153,169 @@ def test_lost_rows_are_repaired(version_a: tuple[Path, str], server: ExportServe
     again = ingest_sot("ethereum", DAY, base_url=server.base_url)
     assert again.status == "loaded"
     assert_holds_exactly(export, batch_a)
+
+
+RACE = """
+import pathlib, sys, time
+from headwater.ledger import get_ledger
+from headwater.settings import Settings
+root, kind, targets = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
+(root / f"ready-{__import__('os').getpid()}").touch()
+for i, target in enumerate(targets):
+    while not (root / f"go-{i}").exists():
+        time.sleep(0.001)
+    settings = Settings(home=pathlib.Path(target)) if kind == "sqlite" else Settings(ledger_url=target)
+    print(get_ledger(settings).schema_version(), flush=True)
+    (root / f"done-{i}-{__import__('os').getpid()}").touch()
+"""
+
+
+def race_ledger_creation(root: Path, kind: str, targets: list[str]) -> list[list[str]]:
+    """Two processes create and migrate each fresh ledger in ``targets`` at the same moment.
+
+    Both import once, then for every target wait at a shared barrier file, so each
+    creation is a real race of two processes on one fresh SQLite file or database.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADWATER_")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACE, str(root), kind, *targets],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+
+    def wait_for(pattern: str) -> None:
+        deadline = time.monotonic() + 120
+        while len(list(root.glob(pattern))) < 2 and all(p.poll() is None for p in procs):
+            assert time.monotonic() < deadline, f"processes did not reach {pattern}"
+            time.sleep(0.005)
+
+    wait_for("ready-*")
+    for i in range(len(targets)):
+        (root / f"go-{i}").touch()
+        wait_for(f"done-{i}-*")
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-2000:]
+        outputs.append(out.split())
+    return outputs
+
+
+def test_two_processes_create_fresh_sqlite_ledgers_together_20_times(tmp_path: Path) -> None:
+    targets = [str(tmp_path / f"home-{i}") for i in range(20)]
+    outputs = race_ledger_creation(tmp_path / "race", "sqlite", targets)
+    assert outputs == [[str(SCHEMA_VERSION)] * 20] * 2
+
+
+def test_two_processes_create_fresh_postgresql_ledgers_together(tmp_path: Path, postgres_url: str) -> None:
+    engine = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    targets = []
+    with engine.connect() as conn:
+        for _ in range(10):
+            name = f"race_{os.urandom(5).hex()}"
+            conn.execute(sa.text(f"CREATE DATABASE {name}"))
+            targets.append(postgres_url.rsplit("/", 1)[0] + f"/{name}")
+    engine.dispose()
+    outputs = race_ledger_creation(tmp_path / "race", "postgresql", targets)
+    assert outputs == [[str(SCHEMA_VERSION)] * 10] * 2
+
+
+def test_two_first_runs_on_a_fresh_home_both_load(tmp_path: Path, exports: Path, server: ExportServer) -> None:
+    for network in ("ethereum", "bitcoin"):
+        write_export(exports, network, DAY, 100)
+    home = tmp_path / "fresh"
+    code = (
+        "import sys; from flows.sot import main; "
+        f"sys.exit(main(['--network', sys.argv[1], '--date', {DAY_S!r}, '--base-url', {server.base_url!r}]))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADWATER_")}
+    env.update(HEADWATER_HOME=str(home), PREFECT_API_URL=str(PREFECT_API_URL.value()))
+    barrier = home / ".go"
+    gate = f"import pathlib, time\nwhile not pathlib.Path({str(barrier)!r}).exists(): time.sleep(0.005)\n"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", gate + code, network],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for network in ("ethereum", "bitcoin")
+    ]
+    time.sleep(3)
+    home.mkdir(parents=True, exist_ok=True)
+    barrier.touch()
+    outcomes = [(*p.communicate(timeout=300), p.returncode) for p in procs]
+    assert [o[2] for o in outcomes] == [0, 0], [o[1][-1500:] for o in outcomes]
+    assert all("loaded" in o[0] for o in outcomes)
+
+
+def test_a_crash_counts_toward_the_circuit_breaker(
+    home: Path, exports: Path, server: ExportServer, configure: Callable[..., None]
+) -> None:
+    configure(circuit_threshold="1")
+    write_export(exports, "ethereum", DAY, 150)
+    assert killed_run(home, server.base_url, "staged").returncode == -signal.SIGKILL
+
+    after = ingest_sot("ethereum", DAY, base_url=server.base_url)
+
+    assert after.status == "skipped_circuit_open"  # the crash was the one failure the threshold allows
+    assert [(r["status"], r["error_kind"]) for r in ledger_runs("sot-ethereum")] == [
+        ("failed", "crashed"),
+        ("skipped_circuit_open", "circuit_open"),
+    ]
+    # nothing of the killed run is visible or left behind
+    assert not any(t.startswith(("_stg_", "_bak_")) for t in tables())
+    assert temp_leftovers() == []
+    assert all(rows_for(t, "ethereum", DAY_S) == 0 for t in INGESTED)
+
+
+def test_sweep_and_health_read_the_warehouse_not_the_ledger(version_a: tuple[Path, str], server: ExportServer) -> None:
+    export, batch_a = version_a
+    query(
+        "INSERT INTO sot.raw_alerts SELECT * FROM sot.raw_alerts WHERE network = 'ethereum' "
+        "AND processing_date = {d:Date}",
+        {"d": DAY_S},
+    )
+    assert networks_not_loaded(["ethereum"], DAY) == ["ethereum"]
+    with open_ledger() as ledger:
+        [row] = [r for r in health_rows(ledger, damage=warehouse_damage(ledger)) if r.name == "sot-ethereum"]
+    assert row.state == "damaged"
+
+    assert sot_retry_sweep(DAY, networks=["ethereum"], base_url=server.base_url) == {"ethereum": "loaded"}
+
+    assert_holds_exactly(export, batch_a)
+    assert networks_not_loaded(["ethereum"], DAY) == []
+    with open_ledger() as ledger:
+        [row] = [r for r in health_rows(ledger, damage=warehouse_damage(ledger)) if r.name == "sot-ethereum"]
+    assert row.state != "damaged"
+
+
+def test_retention_drops_stale_run_tables_unless_their_run_is_running(
+    version_a: tuple[Path, str], configure: Callable[..., None]
+) -> None:
+    configure(stale_staging_hours="0")
+    query("CREATE TABLE sot._stg_raw_alerts_0123456789abcdef AS sot.raw_alerts")
+    live_run = "f" * 32
+    query(f"CREATE TABLE sot._bak_raw_alerts_{run_tag(live_run)} AS sot.raw_alerts")
+    with open_ledger() as ledger, lease(live_run, lambda: None, 60):
+        ledger.start_run(
+            run_id=live_run,
+            flow_run_id=None,
+            source="sot",
+            instance="sot-ethereum",
+            partition_key="ethereum/2026-11-23",
+            owner=owner_id(),
+        )
+        time.sleep(1.1)  # older than the cutoff (whole seconds)
+        report = apply_retention()
+    assert report.run_tables_dropped == ["sot._stg_raw_alerts_0123456789abcdef"]
+    assert f"_bak_raw_alerts_{run_tag(live_run)}" in tables()

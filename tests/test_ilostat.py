@@ -167,6 +167,6 @@ def test_command_line_exit_codes(home: Path, httpserver: HTTPServer, capsys: pyt
     url = httpserver.url_for("/")
     assert main(["--indicator", UNE, "--ref-areas", ",".join(AREAS), "--base-url", url]) == 0
     assert capsys.readouterr().out.strip() == f"{INSTANCE} {UNE}: loaded {{'indicator_values': 52}}"
-    assert main(["--indicator", "not an id", "--base-url", url]) == 1
+    assert main(["--indicator", "not an id", "--base-url", url]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: ilostat: expected a dataset id like UNE_DEAP_SEX_AGE_RT_A, found 'not an id'"]

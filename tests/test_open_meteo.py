@@ -310,6 +310,6 @@ def test_cli_exit_codes(home: Path, httpserver: HTTPServer, capsys: pytest.Captu
     assert len(err) == 1
     assert err[0].startswith(f"error: {INSTANCE}: http://")
     assert "HTTP 404" in err[0]
-    assert main(["--regions", "Greenwich"]) == 1  # not JSON: fails before any request
+    assert main(["--regions", "Greenwich"]) == 2  # not JSON: a configuration error before any request
     assert "expected --regions as a JSON list" in capsys.readouterr().err
     assert len(httpserver.log) == 1

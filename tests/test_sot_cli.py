@@ -54,7 +54,15 @@ def test_cli_exit_codes(home: Path, exports: Path, server: ExportServer) -> None
     assert again.returncode == 0, err
     assert "unchanged" in out
 
-    missing = _start(home, "--network", "bitcoin", "--date", DAY.isoformat(), "--base-url", server.base_url)
+    bitcoin = ["--network", "bitcoin", "--date", DAY.isoformat(), "--base-url", server.base_url]
+    missing = subprocess.Popen(  # a missing META.json fails at once, without waiting for it
+        [sys.executable, "-m", "flows.sot", *bitcoin],
+        cwd=REPO,
+        env={**_cli_env(home), "HEADWATER_MANIFEST_WAIT_ATTEMPTS": "0"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     out, err = missing.communicate(timeout=300)
     assert missing.returncode == 1
     assert err.strip().splitlines()[-1] == (

@@ -1,0 +1,106 @@
+"""Checks of flow parameters, run before a flow's first request, and the flows' shared time limit.
+
+Each check returns the checked value or raises ConfigurationError with one line naming
+the source or instance (``label``), the parameter, what was expected and what was
+found. A flow runs its checks before the circuit breaker and before any request, so
+a bad parameter is never fetched, never retried, never counted by the circuit breaker
+and leaves no ledger row; the command line exits 2 on it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Sequence
+from datetime import date
+from urllib.parse import urlsplit
+
+from headwater.errors import ConfigurationError
+from headwater.settings import Settings
+
+FLOW_TIMEOUT_S: float = Settings().flow_timeout_s
+"""``timeout_seconds`` of every flow (``HEADWATER_FLOW_TIMEOUT_S``); decorators read it once, at import."""
+
+TASK_TIMEOUT_S: float = Settings().task_timeout_s
+"""``timeout_seconds`` of every task (``HEADWATER_TASK_TIMEOUT_S``), read once, at import."""
+
+HTTP_SCHEMES = ("http", "https")
+EXPORT_SCHEMES = (*HTTP_SCHEMES, "file")
+CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+
+
+def check_url(label: str, name: str, url: str, schemes: Sequence[str] = HTTP_SCHEMES) -> str:
+    """``url`` when it is an absolute URL of one of ``schemes``: http(s) with a host, file with an absolute path."""
+    expected = ", ".join(f"{s}://" for s in schemes)
+    problem = f"expected {name} as an absolute {expected} URL (with a host for http/https), found {url!r}"
+    if not isinstance(url, str) or not url or any(c.isspace() for c in url):
+        raise ConfigurationError(label, problem)
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a malformed port raises ValueError
+    except ValueError as error:
+        raise ConfigurationError(label, problem) from error
+    if parts.scheme == "file" and "file" in schemes:
+        well_formed = parts.netloc in ("", "localhost") and parts.path.startswith("/")
+    else:
+        well_formed = parts.scheme in schemes and bool(parts.hostname)
+    if not well_formed or parts.fragment:
+        raise ConfigurationError(label, problem)
+    return url
+
+
+def check_positive(label: str, name: str, value: int) -> int:
+    """``value`` when it is an integer of at least 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(label, f"expected {name} as an integer ≥ 1, found {value!r}")
+    return value
+
+
+def check_non_negative(label: str, name: str, value: float) -> float:
+    """``value`` when it is a number of at least 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigurationError(label, f"expected {name} as a number ≥ 0, found {value!r}")
+    return value
+
+
+def check_positive_ints(label: str, name: str, values: Sequence[int]) -> tuple[int, ...]:
+    """``values`` as a tuple when it is a non-empty list of integers of at least 1."""
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 1]
+    if bad or not values:
+        raise ConfigurationError(label, f"expected {name} as a non-empty list of integers ≥ 1, found {list(values)!r}")
+    return tuple(values)
+
+
+def check_codes(label: str, name: str, values: Sequence[str]) -> tuple[str, ...]:
+    """``values`` as a tuple when it is a non-empty list of codes (letters, digits, ``_ . -``)."""
+    bad = [v for v in values if not isinstance(v, str) or not CODE.fullmatch(v)]
+    if bad or not values:
+        raise ConfigurationError(
+            label, f"expected {name} as a non-empty list of codes like BEN, found {list(values)!r}"
+        )
+    return tuple(values)
+
+
+def check_one_of(label: str, name: str, value: str, allowed: Collection[str]) -> str:
+    """``value`` when it is one of ``allowed``."""
+    if value not in allowed:
+        raise ConfigurationError(label, f"expected {name} in {', '.join(allowed)}, found {value!r}")
+    return value
+
+
+def parse_positive_ints(label: str, name: str, text: str) -> list[int]:
+    """A comma-separated list of integers ≥ 1 (a command-line argument), e.g. ``2178,8118``."""
+    try:
+        values = [int(item) for item in text.split(",")]
+    except ValueError as error:
+        raise ConfigurationError(label, f"expected {name} as comma-separated integers ≥ 1, found {text!r}") from error
+    return list(check_positive_ints(label, name, values))
+
+
+def parse_date(label: str, name: str, text: str) -> date:
+    """A ``YYYY-MM-DD`` date (a command-line argument)."""
+    try:
+        if len(text) != 10:
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError as error:
+        raise ConfigurationError(label, f"expected {name} as a date YYYY-MM-DD, found {text!r}") from error
