@@ -105,6 +105,31 @@ def test_kill_at_point_then_next_run_repairs(point: str, home: Path, exports: Pa
         assert ledger.health("sot-ethereum")["consecutive_failures"] == 0  # the success after it reset the count
 
 
+def test_a_crash_after_publish_then_a_crash_during_the_next_publish(
+    home: Path, exports: Path, server: ExportServer
+) -> None:
+    write_export(exports, "ethereum", DAY, 200)
+    ingest_sot("ethereum", DAY, base_url=server.base_url)  # A
+    write_export(exports, "ethereum", DAY, 250, salt=1)  # B, published but never recorded
+    assert killed_run(home, server.base_url, "published").returncode == -signal.SIGKILL
+    export = write_export(exports, "ethereum", DAY, 300, salt=2)  # C, killed between two tables' swaps
+    assert killed_run(home, server.base_url, "mid-publish").returncode == -signal.SIGKILL
+
+    after = ingest_sot("ethereum", DAY, base_url=server.base_url)
+
+    assert after.status == "unchanged"  # C's publish was finished from its staging tables
+    assert_holds_exactly(export, after.batch_id)
+    runs = ledger_runs("sot-ethereum")
+    assert [r["status"] for r in runs if r["status"] != "loaded"] == [
+        "failed",
+        "repaired",
+        "failed",
+        "repaired",
+        "unchanged",
+    ]
+    assert {r["error_kind"] for r in runs if r["status"] == "failed"} == {"crashed"}
+
+
 @pytest.fixture
 def version_a(home: Path, exports: Path, server: ExportServer) -> tuple[Path, str]:
     export = write_export(exports, "ethereum", DAY, 200)

@@ -48,7 +48,7 @@ def test_migration_from_schema_1_keeps_rows(ledger_backend: str) -> None:
         sa.Column("started_at", sa.DateTime(timezone=True)),
     )
     with engine.begin() as conn:
-        for table in ("runs", "ledger_info", "dataset_versions", "source_state", "source_health"):
+        for table in ("runs", "ledger_info", "dataset_versions", "source_state", "source_health", "publish_intents"):
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
     v1.create_all(engine)
     with engine.begin() as conn:
@@ -64,16 +64,20 @@ def test_migration_from_schema_1_keeps_rows(ledger_backend: str) -> None:
             )
         )
     with open_ledger() as ledger:
-        assert ledger.schema_version() == SCHEMA_VERSION == 3
+        ledger.migrate()  # what a new process does on its first open (this one has its engine already)
+        assert ledger.schema_version() == SCHEMA_VERSION == 4
         columns = {c["name"] for c in sa.inspect(ledger.engine).get_columns("runs")}
         assert {"quality_score", "rows_rejected", "rows_deduplicated", "rows_fetched", "notes"} <= columns
+        assert {"owner", "heartbeat_at"} <= columns
+        assert "publish_intents" in sa.inspect(ledger.engine).get_table_names()
         [row] = ledger.runs_for("sot-ethereum")
         assert (row["run_id"], row["status"], row["quality_score"]) == ("old", "loaded", None)
         ledger.set_state("openaq-1", "cursor:sensor-3", "2026-11-22T00:00:00Z")
         ledger.set_state("openaq-1", "cursor:sensor-3", "2026-11-23T00:00:00Z")
         assert ledger.get_state("openaq-1", "cursor:sensor-3") == "2026-11-23T00:00:00Z"
     with open_ledger() as ledger:  # a second migrate changes nothing
-        assert ledger.schema_version() == 3
+        ledger.migrate()
+        assert ledger.schema_version() == 4
 
 
 def test_reliability_score() -> None:

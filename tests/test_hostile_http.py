@@ -376,7 +376,7 @@ def test_503_with_garbage_retry_after_is_retried_and_succeeds(home: Path, hostil
 def test_unpublished_manifest_is_awaited_then_loaded(
     configure: Callable[..., None], exports: Path, server: ExportServer
 ) -> None:
-    configure(manifest_wait_s="0.05")
+    configure(manifest_wait_s="0.05", manifest_wait_attempts="3")
     export = write_export(exports, "ethereum", DAY, 60)
     meta = f"ethereum/{DAY}/META.json"
     server.fail(meta, 404, 404)

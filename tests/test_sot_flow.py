@@ -211,9 +211,8 @@ FAILURES = {
 
 @pytest.mark.parametrize("case", FAILURES)
 def test_bad_export_fails_specifically_and_leaves_nothing(
-    case: str, home: Path, exports: Path, server: ExportServer, configure: Callable[..., None]
+    case: str, home: Path, exports: Path, server: ExportServer
 ) -> None:
-    configure(manifest_wait_attempts="0")  # a missing META.json fails at once, without waiting for it
     damage, kind, message = FAILURES[case]
     export = write_export(exports, "ethereum", DAY, 150)
     damage(export)
