@@ -336,18 +336,16 @@ class Ledger:
                 )
             )
             if version:
-                conn.execute(
-                    dataset_versions.insert().values(
-                        instance=instance,
-                        partition_key=partition_key,
-                        content_hash=version["content_hash"],
-                        batch_id=version["batch_id"],
-                        rows=sum(version["rows_by_table"].values()),
-                        bytes=version.get("bytes") or 0,
-                        run_id=run_id,
-                        loaded_at=now,
-                        rows_by_table=json.dumps(version["rows_by_table"], sort_keys=True),
-                    )
+                _insert_version(
+                    conn,
+                    instance=instance,
+                    partition_key=partition_key,
+                    content_hash=version["content_hash"],
+                    batch_id=version["batch_id"],
+                    rows_by_table=version["rows_by_table"],
+                    size=version.get("bytes") or 0,
+                    run_id=run_id,
+                    loaded_at=now,
                 )
 
     def record_skip(
@@ -406,18 +404,16 @@ class Ledger:
             )
             published = record.status in (LOADED, PARTIAL) and record.manifest_hash and record.batch_id
             if published:
-                conn.execute(
-                    dataset_versions.insert().values(
-                        instance=row["instance"],
-                        partition_key=row["partition_key"],
-                        content_hash=record.manifest_hash,
-                        batch_id=record.batch_id,
-                        rows=rows_loaded or 0,
-                        bytes=record.bytes or 0,
-                        run_id=run_id,
-                        loaded_at=finished,
-                        rows_by_table=json.dumps(record.rows_by_table, sort_keys=True),
-                    )
+                _insert_version(
+                    conn,
+                    instance=row["instance"],
+                    partition_key=row["partition_key"],
+                    content_hash=str(record.manifest_hash),
+                    batch_id=str(record.batch_id),
+                    rows_by_table=record.rows_by_table,
+                    size=record.bytes or 0,
+                    run_id=run_id,
+                    loaded_at=finished,
                 )
             if published:
                 checkpoint("ledger-write")  # fault-injection: die inside the open transaction
@@ -542,6 +538,34 @@ class Ledger:
         """Delete run rows that started before ``cutoff``; returns how many."""
         with self.engine.begin() as conn:
             return int(conn.execute(runs.delete().where(runs.c.started_at < cutoff)).rowcount)
+
+
+def _insert_version(
+    conn: sa.Connection,
+    *,
+    instance: str,
+    partition_key: str,
+    content_hash: str,
+    batch_id: str,
+    rows_by_table: Mapping[str, int],
+    size: int,
+    run_id: str,
+    loaded_at: datetime,
+) -> None:
+    """Make a batch the partition's current version."""
+    conn.execute(
+        dataset_versions.insert().values(
+            instance=instance,
+            partition_key=partition_key,
+            content_hash=content_hash,
+            batch_id=batch_id,
+            rows=sum(rows_by_table.values()),
+            bytes=size,
+            run_id=run_id,
+            loaded_at=loaded_at,
+            rows_by_table=json.dumps(dict(rows_by_table), sort_keys=True),
+        )
+    )
 
 
 _LEDGERS: dict[str, Ledger] = {}

@@ -68,6 +68,15 @@ def killed_run(home: Path, base_url: str, point: str) -> subprocess.CompletedPro
     )
 
 
+def double_partition(table: str) -> None:
+    """Insert every row of ethereum's partition of ``table`` a second time (every key doubled)."""
+    query(
+        f"INSERT INTO sot.{table} SELECT * FROM sot.{table} "
+        "WHERE network = 'ethereum' AND processing_date = {d:Date}",
+        {"d": DAY_S},
+    )
+
+
 def assert_holds_exactly(export: Path, batch_id: str) -> None:
     expected = manifest_rows(export)
     for table in INGESTED:
@@ -162,11 +171,7 @@ def test_two_batches_in_a_partition_are_repaired_not_reported_unchanged(
 
 def test_doubled_keys_are_repaired(version_a: tuple[Path, str], server: ExportServer) -> None:
     export, batch_a = version_a
-    query(
-        "INSERT INTO sot.raw_address_labels SELECT * FROM sot.raw_address_labels "
-        "WHERE network = 'ethereum' AND processing_date = {d:Date}",
-        {"d": DAY_S},
-    )
+    double_partition("raw_address_labels")
     again = ingest_sot("ethereum", DAY, base_url=server.base_url)
     assert again.status == "loaded"
     assert_holds_exactly(export, batch_a)
@@ -305,11 +310,7 @@ def test_a_crash_counts_toward_the_circuit_breaker(
 
 def test_sweep_and_health_read_the_warehouse_not_the_ledger(version_a: tuple[Path, str], server: ExportServer) -> None:
     export, batch_a = version_a
-    query(
-        "INSERT INTO sot.raw_alerts SELECT * FROM sot.raw_alerts WHERE network = 'ethereum' "
-        "AND processing_date = {d:Date}",
-        {"d": DAY_S},
-    )
+    double_partition("raw_alerts")
     assert networks_not_loaded(["ethereum"], DAY) == ["ethereum"]
     with open_ledger() as ledger:
         [row] = [r for r in health_rows(ledger, damage=warehouse_damage(ledger)) if r.name == "sot-ethereum"]
