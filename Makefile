@@ -7,7 +7,7 @@ setup:            ## install the locked dependencies into .venv
 	$(UV) sync --frozen
 
 demo: setup       ## generate SOT exports, serve them on loopback, ingest them, print a summary
-	$(UV) run --frozen python -m headwater.demo
+	$(UV) run --frozen python -m devtools.demo
 
 test:             ## lint, type-check and run the whole test suite (what CI runs)
 	python3 quickstart.py test

@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
     if run(uv, "sync", "--frozen") != 0:
         return 1
     if command == "demo":
-        return run(uv, "run", "--frozen", "python", "-m", "headwater.demo", *extra)
+        return run(uv, "run", "--frozen", "python", "-m", "devtools.demo", *extra)
     for step in (
         (uv, "run", "--frozen", "ruff", "check", "."),
         (uv, "run", "--frozen", "ruff", "format", "--check", "."),

@@ -2,11 +2,11 @@
 
 What is measured, per size (N rows of ``raw_alerts``, and 4N unless ``--skip-4n``):
 
-1. An export is generated with :func:`headwater.sources.sot.generate.write_export`
+1. An export is generated with :func:`devtools.generate.write_export`
    (``raw_alerts`` N, ``raw_features`` N/2, ``raw_clusters`` N/2, ``raw_address_labels``
    N/4, plus ``raw_money_flows`` N/2, which is published but not ingested). Generation
    runs in this (parent) process, before and outside every measurement.
-2. **Flow**: the export is served on 127.0.0.1 by :class:`headwater.export_server.ExportServer`
+2. **Flow**: the export is served on 127.0.0.1 by :class:`devtools.export_server.ExportServer`
    (from this process) and ``flows.sot.ingest_sot`` runs in a child process with a fresh
    ``HEADWATER_HOME`` and ``PREFECT_HOME``. The child starts a temporary Prefect server
    and runs a trivial warm-up flow first, so server start-up is not timed; then the
@@ -71,12 +71,12 @@ import tasks.download
 import tasks.load
 import tasks.validate
 from blocks.warehouse import ClickHouseWarehouse
+from devtools.export_server import ExportServer
+from devtools.generate import write_export
 from flows.sot import ingest_sot
-from headwater.export_server import ExportServer
 from headwater.ledger import LOADED
 from headwater.settings import get_settings
 from headwater.sources.sot.contract import SOT
-from headwater.sources.sot.generate import write_export
 from headwater.tables import table_ddl
 
 BENCH_DIR = Path(__file__).resolve().parent

@@ -8,12 +8,20 @@ PostgreSQL (its password is a secret inside the block) and name it in
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import sqlalchemy as sa
+from filelock import FileLock
 from prefect_sqlalchemy import SqlAlchemyConnector
+from sqlalchemy.engine import Engine
 
+from headwater.ledger import Ledger
 from headwater.settings import Settings, get_settings
+
+MIGRATION_LOCK_KEY = 0x48454144  # PostgreSQL advisory lock id of ledger migrations ("HEAD")
 
 
 def ledger_connector(settings: Settings | None = None) -> SqlAlchemyConnector:
@@ -44,4 +52,59 @@ def quiet_connector_logs() -> Iterator[None]:
         logger = logging.getLogger(name)
         if _CHATTER not in logger.filters:
             logger.addFilter(_CHATTER)
+    yield
+
+
+_LEDGERS: dict[str, Ledger] = {}
+_LEDGERS_LOCK = threading.Lock()
+
+
+def _ledger_key(settings: Settings) -> str:
+    return settings.ledger_block or settings.ledger_url or str(settings.home_dir / "ledger.db")
+
+
+def get_ledger(settings: Settings | None = None) -> Ledger:
+    """The process's ledger for these settings: connected and migrated once, then reused."""
+    settings = settings or get_settings()
+    key = _ledger_key(settings)
+    with _LEDGERS_LOCK:
+        ledger = _LEDGERS.get(key)
+        if ledger is None:
+            connector = ledger_connector(settings)
+            with quiet_connector_logs():
+                engine = connector.get_engine()
+            if engine.url.get_backend_name() == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+                Path(str(engine.url.database)).parent.mkdir(parents=True, exist_ok=True)
+            ledger = Ledger(engine)
+            with _migration_lock(engine):
+                ledger.migrate()
+            _LEDGERS[key] = ledger
+    return ledger
+
+
+@contextmanager
+def open_ledger(settings: Settings | None = None) -> Iterator[Ledger]:
+    """The process's migrated ledger for the duration of the ``with`` block (the engine stays open)."""
+    yield get_ledger(settings)
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """Serialise schema creation and migration across processes starting on a fresh ledger.
+
+    SQLite: a file lock beside the database file. PostgreSQL: a session advisory lock.
+    """
+    backend = engine.url.get_backend_name()
+    if backend == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        with FileLock(str(engine.url.database) + ".migrate.lock", timeout=120):
+            yield
+        return
+    if backend == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        return
     yield

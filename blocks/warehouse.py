@@ -25,6 +25,9 @@ from headwater.errors import ConfigurationError
 from headwater.logs import run_logger
 from headwater.settings import Settings, get_settings
 
+WAREHOUSE_WRITES = "headwater-warehouse-writes"
+"""Global concurrency limit of loads into a ClickHouse server (created by ``python -m deployments.setup``)."""
+
 
 class ClickHouseWarehouse(Block):
     """Where batches are loaded: embedded chDB or a ClickHouse server, via clickhouse-connect.

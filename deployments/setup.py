@@ -22,6 +22,8 @@ from prefect.client.schemas.actions import (
 from prefect.exceptions import ObjectNotFound
 from prefect.workers.process import ProcessWorker
 
+from blocks.warehouse import WAREHOUSE_WRITES
+
 
 @dataclass(frozen=True)
 class QueueSpec:
@@ -60,7 +62,6 @@ POOLS = (
 )
 
 
-WAREHOUSE_WRITES = "headwater-warehouse-writes"
 GLOBAL_LIMITS: dict[str, int] = {WAREHOUSE_WRITES: 2}
 
 

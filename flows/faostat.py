@@ -10,12 +10,11 @@ import sys
 
 from prefect import flow
 
-from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
+from headwater.outcome import RunResult
 from headwater.params import FLOW_TIMEOUT_S, check_codes, check_positive_ints, check_url, parse_positive_ints
-from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.faostat import (
     DEFAULT_AREA,
@@ -25,6 +24,7 @@ from headwater.sources.faostat import (
     FAOSTAT,
     fetch_production,
 )
+from tasks.fetch import run_api_batch
 
 INSTANCE = f"faostat-{DOMAIN.lower()}"
 

@@ -10,12 +10,11 @@ import sys
 
 from prefect import flow
 
-from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
+from headwater.outcome import RunResult
 from headwater.params import FLOW_TIMEOUT_S, check_non_negative, check_url
-from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.fx import (
     CURRENCY,
@@ -26,6 +25,7 @@ from headwater.sources.fx import (
     FX,
     fetch_rates,
 )
+from tasks.fetch import run_api_batch
 
 
 def instance_name(base: str) -> str:

@@ -19,10 +19,11 @@ from datetime import UTC, datetime
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
+from blocks.ledger import open_ledger
 from blocks.warehouse import ClickHouseWarehouse
 from headwater import events
 from headwater.health import FRESH, LATE, STALE, SourceHealth, health_rows, reset_circuit
-from headwater.ledger import Ledger, open_ledger
+from headwater.ledger import Ledger
 from headwater.logs import run_logger
 from headwater.params import FLOW_TIMEOUT_S
 from headwater.reconcile import damaged_instances

@@ -10,12 +10,11 @@ import sys
 
 from prefect import flow
 
-from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
+from headwater.outcome import RunResult
 from headwater.params import FLOW_TIMEOUT_S, check_url
-from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.ilostat import (
     DATASET_ID,
@@ -27,6 +26,7 @@ from headwater.sources.ilostat import (
     fetch_indicator,
     instance_name,
 )
+from tasks.fetch import run_api_batch
 
 
 @flow(name="ingest-ilostat", flow_run_name="ilostat {indicator}", timeout_seconds=FLOW_TIMEOUT_S)

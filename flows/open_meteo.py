@@ -15,12 +15,11 @@ from typing import Any
 
 from prefect import flow
 
-from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
+from headwater.outcome import RunResult
 from headwater.params import FLOW_TIMEOUT_S, check_url
-from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.open_meteo import (
     DEFAULT_BASE_URL,
@@ -33,6 +32,7 @@ from headwater.sources.open_meteo import (
     instance_name,
     parse_regions,
 )
+from tasks.fetch import run_api_batch
 
 
 @flow(name="ingest-open-meteo", flow_run_name="open-meteo {region_set}", timeout_seconds=FLOW_TIMEOUT_S)

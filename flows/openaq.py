@@ -11,15 +11,15 @@ import sys
 from prefect import flow
 from prefect.blocks.system import Secret
 
-from headwater.api_batch import run_api_batch
+from blocks.ledger import open_ledger
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
-from headwater.ledger import open_ledger
 from headwater.logs import run_logger
+from headwater.outcome import RunResult
 from headwater.params import FLOW_TIMEOUT_S, check_positive_ints, check_url, parse_positive_ints
-from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.openaq import DEFAULT_BASE_URL, OPENAQ, fetch_measurements, location_set_name
+from tasks.fetch import run_api_batch
 
 
 def api_key(block: str) -> str | None:

@@ -11,12 +11,11 @@ import sys
 
 from prefect import flow
 
-from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
+from headwater.outcome import RunResult
 from headwater.params import FLOW_TIMEOUT_S, check_positive, check_url
-from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.osm import (
     DEFAULT_AREA,
@@ -28,6 +27,7 @@ from headwater.sources.osm import (
     fetch_layers,
     normalise_area,
 )
+from tasks.fetch import run_api_batch
 
 
 def osm_instance(area: str, layers: tuple[str, ...]) -> str:

@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 from clickhouse_connect.driver.binding import format_query_value, quote_identifier
 from prefect import flow
 
+from blocks.ledger import open_ledger
 from blocks.warehouse import ClickHouseWarehouse
 from headwater.batch import run_tag
 from headwater.cli import report_error
-from headwater.ledger import open_ledger
 from headwater.loading import qualified, run_tables_older_than
 from headwater.logs import run_logger
 from headwater.params import FLOW_TIMEOUT_S, check_non_negative, check_positive

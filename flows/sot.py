@@ -21,11 +21,12 @@ from headwater.batch import BatchRequest
 from headwater.catchup import scheduled_date
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
+from headwater.outcome import RunResult
 from headwater.params import EXPORT_SCHEMES, FLOW_TIMEOUT_S, check_one_of, check_positive, check_url, parse_date
-from headwater.pipeline import RunResult, run_batch
 from headwater.settings import get_settings
 from headwater.sources.sot.contract import SOT
 from tasks.download import download_manifest, download_resource
+from tasks.pipeline import run_batch
 
 
 def sot_instance(network: str) -> str:

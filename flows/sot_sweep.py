@@ -11,14 +11,14 @@ from datetime import date
 
 from prefect import flow
 
+from blocks.ledger import open_ledger
 from blocks.warehouse import ClickHouseWarehouse
 from flows.sot import default_processing_date, ingest_sot, resolve_base_url, sot_instance
 from headwater.cli import report_error
 from headwater.errors import HeadwaterError
-from headwater.ledger import open_ledger
 from headwater.logs import run_logger
+from headwater.outcome import status_of
 from headwater.params import FLOW_TIMEOUT_S, check_one_of, check_positive, parse_date
-from headwater.pipeline import status_of
 from headwater.reconcile import loaded_version_problems
 from headwater.settings import get_settings
 from headwater.sources.sot.contract import SOT

@@ -10,11 +10,10 @@ import sys
 
 from prefect import flow
 
-from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
+from headwater.outcome import RunResult
 from headwater.params import FLOW_TIMEOUT_S, check_codes, check_one_of, check_positive, check_url
-from headwater.pipeline import RunResult
 from headwater.settings import get_settings
 from headwater.sources.worldbank import (
     DEFAULT_BASE_URL,
@@ -24,6 +23,7 @@ from headwater.sources.worldbank import (
     WORLDBANK,
     fetch_indicators,
 )
+from tasks.fetch import run_api_batch
 
 
 @flow(name="ingest-worldbank", flow_run_name="worldbank {vertical}", timeout_seconds=FLOW_TIMEOUT_S)

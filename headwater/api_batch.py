@@ -1,4 +1,4 @@
-"""API sources through the shared pipeline.
+"""API batches: the frames an API fetch returns, written as Parquet files plus a META.json.
 
 An API source fetches its responses, normalises them into one polars frame per table,
 and this module writes those frames as Parquet files plus a META.json describing them
@@ -15,21 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from prefect import task
 
 from headwater.batch import BatchRequest
-from headwater.http import DownloadedFile
 from headwater.manifest import (
     MANIFEST_NAME,
     Manifest,
-    Resource,
     build_manifest,
     parse_manifest,
-    sha256_file,
     write_manifest,
 )
-from headwater.params import TASK_TIMEOUT_S
-from headwater.pipeline import RunResult, run_batch
 from headwater.tables import write_parquet
 
 
@@ -81,25 +75,3 @@ def describe_frames(request: BatchRequest, fetched: dict[str, pl.DataFrame] | Fe
     )
     path = write_manifest(directory, document)
     return parse_manifest(f"{request.label}: {MANIFEST_NAME}", path.read_bytes())
-
-
-@task(name="fetch-api-batch", task_run_name="fetch {request.label}", timeout_seconds=TASK_TIMEOUT_S)
-def fetch_api_batch(request: BatchRequest, fetch: Fetch, workdir: Path) -> Manifest:
-    """Fetch the source's responses and describe them as a batch (Parquet files + META.json)."""
-    return describe_frames(request, fetch(), workdir / "files")
-
-
-@task(name="hash-file", task_run_name="hash {resource.path} of {request.label}", timeout_seconds=TASK_TIMEOUT_S)
-def hash_local_resource(request: BatchRequest, resource: Resource, workdir: Path) -> DownloadedFile:
-    """A file this run wrote, measured like a download (size and SHA-256)."""
-    path = workdir / "files" / resource.path
-    return DownloadedFile(url=path.as_uri(), path=path, bytes=path.stat().st_size, sha256=sha256_file(path))
-
-
-def run_api_batch(request: BatchRequest, fetch: Fetch) -> RunResult:
-    """Run one API batch through the shared pipeline."""
-
-    def fetch_manifest(req: BatchRequest, workdir: Path) -> Manifest:
-        return fetch_api_batch(req, fetch, workdir)
-
-    return run_batch(request, fetch_manifest, hash_local_resource)

@@ -15,7 +15,7 @@ from prefect.exceptions import ParameterTypeError
 
 from headwater.errors import ConfigurationError
 from headwater.ledger import SUCCESSES
-from headwater.pipeline import BatchOutcome, RunResult
+from headwater.outcome import BatchOutcome, RunResult
 
 EXIT_FAILED = 1
 EXIT_CONFIGURATION = 2

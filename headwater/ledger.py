@@ -8,24 +8,17 @@ so the same statements run on both.
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from filelock import FileLock
 from sqlalchemy.engine import Engine
 
-from blocks.ledger import ledger_connector, quiet_connector_logs
 from headwater.faults import checkpoint
-from headwater.settings import Settings, get_settings
 
 SCHEMA_VERSION = 4
-MIGRATION_LOCK_KEY = 0x48454144  # PostgreSQL advisory lock id of ledger migrations ("HEAD")
 
 metadata = sa.MetaData()
 
@@ -177,10 +170,6 @@ class Ledger:
         ``ALTER TABLE … ADD COLUMN`` (all added columns are nullable), then the version
         is recorded.
         """
-        with _migration_lock(self.engine):
-            self._migrate()
-
-    def _migrate(self) -> None:
         metadata.create_all(self.engine)
         with self.engine.begin() as conn:
             current = conn.execute(sa.select(ledger_info.c.value).where(ledger_info.c.key == "schema_version")).scalar()
@@ -566,57 +555,3 @@ def _insert_version(
             rows_by_table=json.dumps(dict(rows_by_table), sort_keys=True),
         )
     )
-
-
-_LEDGERS: dict[str, Ledger] = {}
-_LEDGERS_LOCK = threading.Lock()
-
-
-def _ledger_key(settings: Settings) -> str:
-    return settings.ledger_block or settings.ledger_url or str(settings.home_dir / "ledger.db")
-
-
-def get_ledger(settings: Settings | None = None) -> Ledger:
-    """The process's ledger for these settings: connected and migrated once, then reused."""
-    settings = settings or get_settings()
-    key = _ledger_key(settings)
-    with _LEDGERS_LOCK:
-        ledger = _LEDGERS.get(key)
-        if ledger is None:
-            connector = ledger_connector(settings)
-            with quiet_connector_logs():
-                engine = connector.get_engine()
-            if engine.url.get_backend_name() == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-                Path(str(engine.url.database)).parent.mkdir(parents=True, exist_ok=True)
-            ledger = Ledger(engine)
-            ledger.migrate()
-            _LEDGERS[key] = ledger
-    return ledger
-
-
-@contextmanager
-def open_ledger(settings: Settings | None = None) -> Iterator[Ledger]:
-    """The process's migrated ledger for the duration of the ``with`` block (the engine stays open)."""
-    yield get_ledger(settings)
-
-
-@contextmanager
-def _migration_lock(engine: Engine) -> Iterator[None]:
-    """Serialise schema creation and migration across processes starting on a fresh ledger.
-
-    SQLite: a file lock beside the database file. PostgreSQL: a session advisory lock.
-    """
-    backend = engine.url.get_backend_name()
-    if backend == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        with FileLock(str(engine.url.database) + ".migrate.lock", timeout=120):
-            yield
-        return
-    if backend == "postgresql":
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-            try:
-                yield
-            finally:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        return
-    yield

@@ -9,12 +9,11 @@ from pathlib import Path
 from prefect import task
 from prefect.concurrency.sync import concurrency
 
-from blocks.warehouse import ClickHouseWarehouse
-from deployments.setup import WAREHOUSE_WRITES
+from blocks.ledger import open_ledger
+from blocks.warehouse import WAREHOUSE_WRITES, ClickHouseWarehouse
 from headwater.batch import BatchRequest
 from headwater.errors import IntegrityError
 from headwater.faults import checkpoint
-from headwater.ledger import open_ledger
 from headwater.loading import (
     StagedTable,
     check_unique_keys,

@@ -8,11 +8,12 @@ from datetime import timedelta
 
 from prefect import task
 
+from blocks.ledger import open_ledger
 from blocks.warehouse import ClickHouseWarehouse
 from headwater import events
 from headwater.batch import BatchRequest, run_tag
 from headwater.health import record_attempt
-from headwater.ledger import FAILED, Ledger, open_ledger
+from headwater.ledger import FAILED, Ledger
 from headwater.loading import drop_run_tables
 from headwater.logs import run_logger
 from headwater.params import TASK_TIMEOUT_S

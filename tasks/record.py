@@ -10,11 +10,12 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from tenacity import Retrying, stop_after_attempt, wait_exponential_jitter
 
+from blocks.ledger import open_ledger
 from blocks.warehouse import ClickHouseWarehouse
 from headwater import events
 from headwater.batch import BatchRequest
 from headwater.health import Gate, check_circuit, record_attempt
-from headwater.ledger import PARTIAL, SUCCESSES, RunRecord, open_ledger
+from headwater.ledger import PARTIAL, SUCCESSES, RunRecord
 from headwater.logs import run_logger
 from headwater.params import TASK_TIMEOUT_S
 from headwater.reconcile import loaded_version_problems, owner_id

@@ -18,7 +18,7 @@ import sqlalchemy as sa  # noqa: E402
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
-from headwater.export_server import ExportServer  # noqa: E402
+from devtools.export_server import ExportServer  # noqa: E402
 from headwater.settings import get_settings  # noqa: E402
 from tests.postgres import postgres_bin, postgres_server  # noqa: E402
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from blocks.ledger import open_ledger
 from blocks.warehouse import ClickHouseWarehouse
-from headwater.ledger import open_ledger
 from headwater.manifest import build_manifest, write_manifest
 from headwater.settings import get_settings
 

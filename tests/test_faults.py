@@ -22,16 +22,17 @@ import pytest
 import sqlalchemy as sa
 from prefect.settings import PREFECT_API_URL
 
+from blocks.ledger import open_ledger
+from devtools.export_server import ExportServer
+from devtools.generate import write_export
 from flows.health import warehouse_damage
 from flows.retention import apply_retention
 from flows.sot import ingest_sot
 from flows.sot_sweep import networks_not_loaded, sot_retry_sweep
 from headwater.batch import run_tag
-from headwater.export_server import ExportServer
 from headwater.health import health_rows
-from headwater.ledger import SCHEMA_VERSION, open_ledger
+from headwater.ledger import SCHEMA_VERSION
 from headwater.reconcile import lease, owner_id
-from headwater.sources.sot.generate import write_export
 from tests.helpers import INGESTED, batch_ids, ledger_runs, manifest_rows, query, rows_for, tables, temp_leftovers
 from tests.prefect_server import REPO
 
@@ -187,7 +188,7 @@ def test_lost_rows_are_repaired(version_a: tuple[Path, str], server: ExportServe
 
 RACE = """
 import pathlib, sys, time
-from headwater.ledger import get_ledger
+from blocks.ledger import get_ledger
 from headwater.settings import Settings
 root, kind, targets = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
 (root / f"ready-{__import__('os').getpid()}").touch()

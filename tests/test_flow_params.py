@@ -16,14 +16,15 @@ from types import ModuleType
 import pytest
 from prefect import Flow, Task
 
+from blocks.ledger import open_ledger
+from devtools.export_server import ExportServer
+from devtools.generate import write_export
 from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
-from headwater.export_server import ExportServer
-from headwater.ledger import LOADED, PARTIAL, open_ledger
+from headwater.ledger import LOADED, PARTIAL
+from headwater.outcome import BatchOutcome
 from headwater.params import EXPORT_SCHEMES, check_url, parse_date, parse_positive_ints
-from headwater.pipeline import BatchOutcome
 from headwater.settings import get_settings
-from headwater.sources.sot.generate import write_export
 from tests.helpers import ledger_runs
 from tests.prefect_server import REPO
 

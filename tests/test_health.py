@@ -16,15 +16,16 @@ from prefect import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.client.schemas.sorting import ArtifactSort
 
+from blocks.ledger import open_ledger
+from devtools.export_server import ExportServer
+from devtools.generate import write_export
 from flows.health import main as health_main
 from flows.health import report_health
 from flows.retention import apply_retention
 from flows.sot import ingest_sot
-from headwater.export_server import ExportServer
 from headwater.health import cadence, deployment_schedules, freshness, health_rows, reliability
-from headwater.ledger import SCHEMA_VERSION, open_ledger, runs
+from headwater.ledger import SCHEMA_VERSION, runs
 from headwater.settings import get_settings
-from headwater.sources.sot.generate import write_export
 from tests.helpers import INGESTED, ledger_runs, rows_for
 
 DAY = date(2026, 11, 22)

@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.export_server import ExportServer
+from devtools.generate import write_export
 from flows.sot import ingest_sot
 from headwater.batch import BatchRequest
 from headwater.errors import (
@@ -30,11 +32,9 @@ from headwater.errors import (
     ManifestError,
     TimeoutFetchError,
 )
-from headwater.export_server import ExportServer
 from headwater.http import _retry_after_s, download_deadline_s, download_file, get
 from headwater.manifest import Resource
 from headwater.sources.sot.contract import SOT
-from headwater.sources.sot.generate import write_export
 from tasks.download import download_manifest, download_resource
 from tests.helpers import INGESTED, manifest_rows, rows_for
 

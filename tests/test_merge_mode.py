@@ -11,11 +11,11 @@ import polars as pl
 from pandera.engines.polars_engine import DateTime
 from prefect import flow
 
-from headwater.api_batch import run_api_batch
 from headwater.batch import BatchRequest
-from headwater.pipeline import BatchOutcome
+from headwater.outcome import BatchOutcome
 from headwater.spec import SourceSpec
 from headwater.tables import MERGE, TableSpec
+from tasks.fetch import run_api_batch
 from tests.helpers import ledger_runs, query
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

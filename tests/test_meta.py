@@ -15,10 +15,10 @@ from prefect_sqlalchemy import SqlAlchemyConnector
 from pydantic import SecretStr
 
 from blocks.warehouse import ClickHouseWarehouse
+from devtools.export_server import ExportServer
+from devtools.generate import write_export
 from flows.sot import ingest_sot
-from headwater.export_server import ExportServer
 from headwater.settings import get_settings
-from headwater.sources.sot.generate import write_export
 from tests.helpers import ledger_runs, manifest_rows
 from tests.prefect_server import REPO
 
@@ -115,3 +115,49 @@ def test_saved_blocks_drive_the_flow(
     assert [r["status"] for r in ledger_runs("sot-ethereum")] == ["loaded"]
     with ClickHouseWarehouse.from_settings().session() as client:
         assert client.command("SELECT count() FROM sot.raw_alerts") == manifest_rows(export)["raw_alerts"]
+
+
+PROJECT_PACKAGES = ("headwater", "blocks", "tasks", "flows", "deployments", "devtools")
+MAY_IMPORT = {
+    "headwater": {"headwater"},
+    "blocks": {"headwater", "blocks"},
+    "tasks": {"headwater", "blocks", "tasks"},
+    "flows": {"headwater", "blocks", "tasks", "flows"},
+    "deployments": {"headwater", "blocks", "deployments"},
+    "devtools": set(PROJECT_PACKAGES),
+}
+
+
+def upward_imports(package: str, source: str) -> list[str]:
+    """Project packages ``source`` (a module of ``package``) imports against the layer order."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        names = (
+            [alias.name for alias in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module]
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level
+            else []
+        )
+        for name in names:
+            top = name.split(".")[0]
+            if top in PROJECT_PACKAGES and top not in MAY_IMPORT[package]:
+                found.append(name)
+    return found
+
+
+def test_layers_import_one_way() -> None:
+    """flows → tasks → blocks → headwater; deployments → blocks → headwater; devtools may use all."""
+    violations = {
+        str(path.relative_to(REPO)): bad
+        for package in PROJECT_PACKAGES
+        for path in sorted((REPO / package).rglob("*.py"))
+        if (bad := upward_imports(package, path.read_text()))
+    }
+    assert violations == {}
+
+
+def test_the_layer_check_catches_an_upward_import() -> None:
+    assert upward_imports("headwater", "def f():\n    from tasks.load import load_batch\n") == ["tasks.load"]
+    assert upward_imports("tasks", "import flows.sot\nfrom headwater import events\n") == ["flows.sot"]
+    assert upward_imports("flows", "from tasks.pipeline import run_batch\n") == []

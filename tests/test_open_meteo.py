@@ -21,7 +21,7 @@ from pytest_httpserver import HTTPServer
 
 from flows.open_meteo import ingest_open_meteo, main
 from headwater.errors import ConfigurationError, FetchError, NotFoundError, SchemaViolation
-from headwater.pipeline import BatchOutcome
+from headwater.outcome import BatchOutcome
 from headwater.sources.open_meteo import DEFAULT_REGIONS, Region, forecast_url, parse_forecast
 from tests.helpers import ledger_runs, query
 from tests.recorded import fixture_bytes, fixture_json

@@ -12,9 +12,9 @@ import pytest
 from prefect.blocks.system import Secret
 from pytest_httpserver import HTTPServer
 
+from blocks.ledger import open_ledger
 from flows.openaq import ingest_openaq
 from headwater.errors import HeadwaterError
-from headwater.ledger import open_ledger
 from headwater.sources.openaq import cursor_key, fetch_measurements
 from tests.helpers import ledger_runs, query
 from tests.recorded import fixture_bytes, fixture_json

@@ -21,9 +21,9 @@ import httpx
 import pytest
 import yaml
 
-from headwater.export_server import ExportServer
-from headwater.replays import register_worldbank
-from headwater.sources.sot.generate import write_export
+from devtools.export_server import ExportServer
+from devtools.generate import write_export
+from devtools.replays import register_worldbank
 from tests.prefect_server import REPO, prefect_server, run_cli, server_env
 
 pytestmark = pytest.mark.server
@@ -164,7 +164,7 @@ def _deployment_run(ops: Ops, full_name: str, **params: str) -> str:
 
 def _ledger(ops: Ops, instance: str) -> list[tuple[str, str]]:
     code = (
-        "import json; from headwater.ledger import open_ledger\n"
+        "import json; from blocks.ledger import open_ledger\n"
         "with open_ledger() as l:\n"
         f"    print(json.dumps([(r['partition_key'], r['status']) for r in l.runs_for({instance!r})]))"
     )

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from prefect.settings import PREFECT_API_URL
 
+from devtools.export_server import ExportServer
+from devtools.generate import write_export
 from flows.sot import ingest_sot
 from flows.sot_sweep import sot_retry_sweep
-from headwater.export_server import ExportServer
-from headwater.sources.sot.generate import write_export
 from tests.helpers import INGESTED, ledger_runs, manifest_rows, rows_for, temp_leftovers
 from tests.prefect_server import REPO
 

@@ -11,10 +11,10 @@ from typing import Any
 import polars as pl
 import pytest
 
+from devtools.export_server import ExportServer
+from devtools.generate import write_export
 from flows.sot import ingest_sot
 from headwater.errors import HeadwaterError
-from headwater.export_server import ExportServer
-from headwater.sources.sot.generate import write_export
 from tests.helpers import (
     INGESTED,
     batch_ids,

@@ -13,14 +13,14 @@ from prefect import flow
 from pydantic import SecretStr
 
 from blocks.warehouse import ClickHouseWarehouse
+from devtools.export_server import ExportServer
+from devtools.generate import write_export
 from headwater.batch import BatchRequest
 from headwater.errors import FetchError, ManifestError, NotFoundError, TransientFetchError
-from headwater.export_server import ExportServer
 from headwater.http import download_file
 from headwater.manifest import parse_manifest
 from headwater.settings import Settings, get_settings
 from headwater.sources.sot.contract import SOT
-from headwater.sources.sot.generate import write_export
 from headwater.tables import clickhouse_type, table_ddl
 from tasks.validate import validate_table
 

@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect import Task
-from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext
 
+from blocks.ledger import get_ledger
 from blocks.warehouse import ClickHouseWarehouse
 from headwater.batch import BatchRequest
 from headwater.catchup import apply_catch_up, superseded_state
 from headwater.errors import HeadwaterError
 from headwater.faults import checkpoint
 from headwater.http import DownloadedFile
-from headwater.ledger import FAILED, LOADED, PARTIAL, SKIPPED_CIRCUIT_OPEN, UNCHANGED, RunRecord, get_ledger
+from headwater.ledger import FAILED, LOADED, PARTIAL, SKIPPED_CIRCUIT_OPEN, UNCHANGED, RunRecord
 from headwater.logs import run_logger
 from headwater.manifest import Manifest, Resource
+from headwater.outcome import BatchOutcome, RunResult
 from headwater.reconcile import lease
 from headwater.settings import get_settings
 from tasks.cleanup import cleanup_run
@@ -35,29 +35,6 @@ from tasks.verify import verify_file, verify_manifest
 
 FetchManifest = Callable[[BatchRequest, Path], Manifest]
 FetchResource = Task[[BatchRequest, Resource, Path], DownloadedFile]
-
-
-@dataclass
-class BatchOutcome:
-    """What a pipeline run did, as returned by a flow."""
-
-    instance: str
-    partition_key: str
-    status: str
-    batch_id: str | None = None
-    rows_by_table: dict[str, int] = field(default_factory=dict)
-    bytes: int = 0
-    duration_s: float = 0.0
-    error: str | None = None
-
-
-RunResult = BatchOutcome | State
-"""What a source flow returns: the batch's outcome, or the Cancelled state of a superseded run."""
-
-
-def status_of(result: RunResult) -> str:
-    """A run result's status: the batch's, or ``superseded`` for a cancelled catch-up run."""
-    return result.status if isinstance(result, BatchOutcome) else "superseded"
 
 
 def _flow_run_id() -> str | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from headwater.export_server import ExportServer, Reply
+from devtools.export_server import ExportServer, Reply
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 JSON = "application/json;charset=utf-8"

@@ -6,7 +6,7 @@ of the API sources, runs the SOT flow for each network and each API source's flo
 the embedded warehouse, and prints what landed: rows per table read back from
 ClickHouse, and each run's ledger status.
 
-    python -m headwater.demo [--alerts 40000] [--date 2026-11-22]
+    python -m devtools.demo [--alerts 40000] [--date 2026-11-22]
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from blocks.ledger import open_ledger
 from blocks.warehouse import ClickHouseWarehouse
+from devtools.export_server import ExportServer
+from devtools.generate import write_export
+from devtools.replays import REGISTRARS, DemoRun
 from flows.sot import ingest_sot
-from headwater.export_server import ExportServer
-from headwater.ledger import open_ledger
 from headwater.loading import qualified
-from headwater.pipeline import status_of
-from headwater.replays import REGISTRARS, DemoRun
+from headwater.outcome import status_of
 from headwater.settings import get_settings
 from headwater.sources.sot.contract import SOT
-from headwater.sources.sot.generate import write_export
 
 DEMO_DATE = date(2026, 11, 22)
 
@@ -119,7 +119,7 @@ def print_api_summary(runs: list[DemoRun], statuses: dict[str, str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m headwater.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--alerts", type=int, default=40_000, help="raw_alerts rows of the first network")
     parser.add_argument("--date", type=date.fromisoformat, default=DEMO_DATE)
     args = parser.parse_args(argv)
