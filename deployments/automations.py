@@ -9,8 +9,11 @@ With no alert blocks configured, alerts are disabled: no alert is created, updat
 deleted (an unset variable in an operator's shell must not wipe production alerts);
 existing Headwater alerts are reported and left as they are.
 
-One automation is not an alert and is always applied: the zombie-run watchdog
-(``headwater-zombie-flow-runs``). Workers run flows with
+Two kinds of automation are not alerts and are always applied: the zombie-run watchdog
+(``headwater-zombie-flow-runs``), and per on-arrival file source of ``sources.yaml`` the
+trigger that runs its deployment (``ingest-file-drop/<name>``) with each file the watcher
+reports (``headwater-filedrop-<name>``; a source whose deployment does not exist yet is
+skipped with a warning). Workers run flows with
 ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30`` (``prefect.yaml``), so a deployment's flow run
 sends ``prefect.flow-run.heartbeat`` every 30 s while it runs; when neither a heartbeat
 nor a terminal state arrives within ``ZOMBIE_AFTER_S`` of the last heartbeat, the
@@ -26,13 +29,22 @@ from typing import Any, cast
 from uuid import UUID
 
 from prefect import get_client
-from prefect.automations import Automation, ChangeFlowRunState, EventTrigger, Posture, SendNotification
+from prefect.automations import (
+    Automation,
+    ChangeFlowRunState,
+    EventTrigger,
+    Posture,
+    RunDeployment,
+    SendNotification,
+)
 from prefect.blocks.core import Block, UnknownBlockType
 from prefect.client.schemas.objects import StateType
 from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectNotFound
 
 from headwater import events
+from headwater.errors import ConfigurationError
+from headwater.filedrop import load_config
 from headwater.settings import get_settings
 
 FLOW_RUN_SUBJECT = "Headwater: flow run {{ flow_run.name }} {{ flow_run.state.name }}"
@@ -211,6 +223,57 @@ def build_zombie_watchdog(within_s: float = ZOMBIE_AFTER_S, name: str = ZOMBIE_N
     )
 
 
+FILE_DROP_FLOW = "ingest-file-drop"
+FILE_DROP_PREFIX = "headwater-filedrop-"
+
+
+def build_file_drop_trigger(source: str, deployment_id: UUID) -> Automation:
+    """The automation that runs a file source's deployment with each file the watcher reports arrived."""
+    return Automation(
+        name=f"{FILE_DROP_PREFIX}{source}",
+        description=f"Runs {FILE_DROP_FLOW}/{source} with the file of each {events.FILEDROP_ARRIVED} of {source}.",
+        enabled=True,
+        trigger=EventTrigger(
+            expect={events.FILEDROP_ARRIVED},
+            match=ResourceSpecification.model_validate({"prefect.resource.id": events.resource_id(source)}),
+            posture=Posture.Reactive,
+            threshold=1,
+            within=timedelta(0),
+        ),
+        actions=[
+            RunDeployment(
+                source="selected",
+                deployment_id=deployment_id,
+                parameters={"file": {"__prefect_kind": "jinja", "template": "{{ event.payload.path }}"}},
+                job_variables=None,
+            )
+        ],
+    )
+
+
+def ensure_file_drop_triggers(config_path: str | None = None) -> tuple[list[str], list[str]]:
+    """Create or update the trigger of every on-arrival file source whose deployment exists.
+
+    Returns what changed and, one line each, the sources skipped because their deployment
+    is not deployed yet.
+    """
+    changes: list[str] = []
+    skipped: list[str] = []
+    for source in load_config(config_path).values():
+        if not source.on_arrival:
+            continue
+        deployment = f"{FILE_DROP_FLOW}/{source.name}"
+        try:
+            with get_client(sync_client=True) as client:
+                deployment_id = client.read_deployment_by_name(deployment).id
+        except ObjectNotFound:
+            skipped.append(f"file source {source.name} arrives on events, but deployment {deployment} does not exist")
+            continue
+        if change := apply(build_file_drop_trigger(source.name, deployment_id)):
+            changes.append(change)
+    return changes, skipped
+
+
 def _comparable(automation: Automation) -> dict[str, Any]:
     """The parts of an automation this module owns, in a form that compares by value."""
     return automation.model_dump(include={"description", "enabled", "trigger", "actions"})
@@ -265,23 +328,33 @@ def main() -> int:
     """
     refs = get_settings().alert_blocks
     watchdog = ensure_zombie_watchdog()
+    try:
+        file_drops, skipped = ensure_file_drop_triggers()
+    except ConfigurationError as exc:  # a broken sources.yaml must not keep the alerts from being applied
+        file_drops, skipped, failed = [], [], 1
+        print(f"error: {exc}", file=sys.stderr)
+    else:
+        failed = 0
+    for line in skipped:
+        print(f"warning: {line}", file=sys.stderr)
+    always = [change for change in (watchdog, *file_drops) if change]
     if not refs:
         print("alerts are disabled: HEADWATER_ALERT_BLOCKS is empty; no alert automations created or changed")
         if left := present():
             print(f"existing automations left as they are: {', '.join(left)}")
-        if watchdog:
-            print(watchdog)
-        return 0
+        for change in always:
+            print(change)
+        return failed
     try:
         changes = ensure_automations(refs)
     except AlertBlockError as exc:
-        if watchdog:
-            print(watchdog)
+        for change in always:
+            print(change)
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    changes = [watchdog, *changes] if watchdog else changes
+    changes = [*always, *changes]
     print("\n".join(changes) if changes else "automations are up to date")
-    return 0
+    return failed
 
 
 if __name__ == "__main__":

@@ -57,6 +57,9 @@ POOLS = (
             QueueSpec("business", priority=5, description="Business vertical (World Bank)"),
             QueueSpec("maintenance", priority=6, concurrency_limit=1, description="Health checks and retention"),
             QueueSpec("environment", priority=7, description="Air quality (OpenAQ)"),
+            QueueSpec(
+                "filedrop", priority=8, concurrency_limit=1, description="File-drop watcher (on-arrival file sources)"
+            ),
         ),
     ),
 )

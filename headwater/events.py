@@ -19,6 +19,7 @@ QUALITY_LOW = "headwater.quality.low"
 RUN_PARTIAL = "headwater.run.partial"
 SOURCE_REPAIRED = "headwater.source.repaired"
 RUN_CRASHED = "headwater.run.crashed"
+FILEDROP_ARRIVED = "headwater.filedrop.arrived"
 
 
 def resource_id(instance: str) -> str:

@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     quality_alert_threshold: float = Field(
         default=0.9, ge=0, le=1, description="A batch whose quality score is below this raises an alert event."
     )
+    file_sources_path: Path = Field(
+        default=Path(__file__).resolve().parents[1] / "sources.yaml",
+        description="The YAML file declaring the file sources (folders of dropped files), see headwater/filedrop.py.",
+    )
     prefect_yaml: Path = Field(
         default=Path(__file__).resolve().parents[1] / "prefect.yaml",
         description="The deployments file whose schedules give each source's expected cadence.",

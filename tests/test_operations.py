@@ -137,7 +137,9 @@ def test_every_deployment_is_registered_with_its_schedules(deployed: Ops) -> Non
     for declared in DEPLOYMENTS:
         deployment = registered[declared["name"]]
         entry_flow = declared["entrypoint"]
-        assert flows[deployment["flow_id"]].startswith(("ingest-", "sot-", "source-", "retention")), entry_flow
+        assert flows[deployment["flow_id"]].startswith(("ingest-", "sot-", "source-", "retention", "watch-")), (
+            entry_flow
+        )
         schedules = {s["slug"]: s for s in deployment["schedules"]}
         for wanted in declared["schedules"]:
             got = schedules[wanted["slug"]]

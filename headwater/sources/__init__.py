@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from headwater.filedrop import load_config, source_spec
 from headwater.settings import Settings, get_settings
 from headwater.sources.coffee import COFFEE
 from headwater.sources.faostat import FAOSTAT
@@ -28,4 +29,5 @@ def registered_sources(settings: Settings | None = None) -> list[tuple[SourceSpe
         (OPENAQ, settings.openaq_database),
         (FX, settings.fx_database),
         (COFFEE, settings.markets_database),
+        *((source_spec(s), s.database) for s in load_config(settings.file_sources_path).values()),
     ]
