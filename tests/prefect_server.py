@@ -67,13 +67,36 @@ def prefect_server(home: Path, timeout_s: float = 90) -> Iterator[str]:
             time.sleep(0.5)
         yield api_url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        stop_group(process)
         log.close()
+
+
+def stop_group(process: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    """Stop a process started with ``start_new_session`` and its children: SIGTERM, then SIGKILL."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+@contextmanager
+def process_worker(log_path: Path, env: dict[str, str], pool: str = "headwater") -> Iterator[None]:
+    """A ``prefect worker start --type process`` for ``pool`` while the block runs, logging to ``log_path``."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield
+        finally:
+            stop_group(process)
 
 
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:

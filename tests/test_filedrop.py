@@ -11,8 +11,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -43,7 +41,7 @@ from headwater.filedrop import (
 )
 from headwater.outcome import BatchOutcome
 from tests.helpers import ledger_runs, query, temp_leftovers
-from tests.prefect_server import REPO, prefect_server, run_cli, server_env
+from tests.prefect_server import REPO, prefect_server, process_worker, run_cli, server_env
 
 SURVEY = "instad-survey"
 SURVEY_2023 = FIXTURES / "instad" / "enquete-agricole-2023.csv"
@@ -648,25 +646,8 @@ def arrival_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
             f"print(ensure_file_drop_triggers({str(config)!r}))"
         )
         assert f"created automation headwater-filedrop-{SURVEY}" in applied
-        log = (home / "worker.log").open("wb")
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "worker", "start", "--pool", "headwater", "--type", "process"],
-            cwd=REPO,
-            env=server.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
+        with process_worker(home / "worker.log", server.env()):
             yield server
-        finally:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait(timeout=10)
-            log.close()
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout_s: float, server: Server) -> Any:

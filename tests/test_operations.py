@@ -7,9 +7,6 @@ The commands are the ones docs/operations.md tells operators to type.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -24,7 +21,7 @@ import yaml
 from devtools.export_server import ExportServer
 from devtools.generate import write_export
 from devtools.replays import register_worldbank
-from tests.prefect_server import REPO, prefect_server, run_cli, server_env
+from tests.prefect_server import REPO, prefect_server, process_worker, run_cli, server_env
 
 pytestmark = pytest.mark.server
 
@@ -97,25 +94,8 @@ def deployed(ops: Ops) -> Ops:
 
 @pytest.fixture(scope="module")
 def worker(deployed: Ops) -> Iterator[Ops]:
-    log = (deployed.home / "worker.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "headwater", "--type", "process"],
-        cwd=REPO,
-        env=deployed.env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
+    with process_worker(deployed.home / "worker.log", deployed.env()):
         yield deployed
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-        log.close()
 
 
 def test_pool_command_is_idempotent(ops: Ops) -> None:
