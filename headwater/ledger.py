@@ -120,6 +120,8 @@ REPAIRED = "repaired"
 CRASHED = "crashed"
 """Error kind of a run whose process died without recording an outcome."""
 INTENT_PENDING, INTENT_PUBLISHED, INTENT_UNDONE = "pending", "published", "undone"
+INTENT_ABANDONED = "abandoned"
+"""A publish reconciliation could neither finish nor undo; the partition's next load replaces it."""
 """Some parts of the batch (e.g. OpenAQ locations) failed; the others were loaded. Alerts treat it as a failure."""
 SUCCESSES = frozenset({LOADED, UNCHANGED})
 
@@ -301,8 +303,9 @@ class Ledger:
         found: str,
         notes: dict[str, Any],
         version: Mapping[str, Any] | None = None,
+        error_kind: str | None = None,
     ) -> None:
-        """Record a reconciliation that repaired the warehouse (status ``repaired``).
+        """Record a reconciliation (status ``repaired``; ``failed`` when ``error_kind`` says it could not repair).
 
         ``version`` (``content_hash``, ``batch_id``, ``rows_by_table``, ``bytes``) becomes
         the partition's current version when the repair finished a publish.
@@ -315,7 +318,8 @@ class Ledger:
                     source=source,
                     instance=instance,
                     partition_key=partition_key,
-                    status=REPAIRED,
+                    status=FAILED if error_kind else REPAIRED,
+                    error_kind=error_kind,
                     started_at=now,
                     finished_at=now,
                     duration_s=0.0,

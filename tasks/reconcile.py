@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from prefect import task
 
@@ -13,11 +15,11 @@ from blocks.warehouse import ClickHouseWarehouse
 from headwater import events
 from headwater.batch import BatchRequest, run_tag
 from headwater.health import record_attempt
-from headwater.ledger import FAILED, Ledger
+from headwater.ledger import FAILED, INTENT_ABANDONED, Ledger
 from headwater.loading import drop_run_tables
 from headwater.logs import run_logger
 from headwater.params import TASK_TIMEOUT_S
-from headwater.reconcile import is_dead, repair_intent
+from headwater.reconcile import RepairError, is_dead, repair_intent
 from headwater.settings import get_settings
 
 
@@ -39,6 +41,27 @@ def _mark_crashed_runs(ledger: Ledger, request: BatchRequest) -> tuple[list[str]
     return crashed, live
 
 
+def _abandon(ledger: Ledger, request: BatchRequest, intent: Mapping[str, Any], error: RepairError) -> None:
+    """Close an intent that cannot be repaired, so it does not block every later run.
+
+    Recorded ``failed`` (kind ``repair_failed``) with what was found; the partition stays
+    marked damaged (health, the sweep and the unchanged check read the warehouse) until a
+    load replaces it, which the run going on now does when it is the same partition.
+    """
+    ledger.record_repair(
+        run_id=uuid.uuid4().hex,
+        source=request.source.name,
+        instance=request.instance,
+        partition_key=intent["partition_key"],
+        found=str(error),
+        notes={"repaired_run": intent["run_id"], "action": "abandoned"},
+        error_kind=error.kind,
+    )
+    ledger.resolve_intent(intent["run_id"], INTENT_ABANDONED, str(error))
+    events.emit(events.SOURCE_REPAIRED, request.instance, request.source.name, action="abandoned", found=[str(error)])
+    run_logger().error("%s", error)
+
+
 @task(name="reconcile", task_run_name="reconcile {request.instance}", timeout_seconds=TASK_TIMEOUT_S)
 def reconcile_instance(request: BatchRequest) -> list[str]:
     """Detect crashed runs and repair unfinished publishes of the instance; returns what was repaired.
@@ -56,7 +79,11 @@ def reconcile_instance(request: BatchRequest) -> list[str]:
         summaries = []
         with ClickHouseWarehouse.from_settings().session() as client:
             for intent in intents:
-                repair = repair_intent(client, intent, request.instance)
+                try:
+                    repair = repair_intent(client, intent, request.instance)
+                except RepairError as error:
+                    _abandon(ledger, request, intent, error)
+                    continue
                 state = "published" if repair.version else "undone"
                 ledger.record_repair(
                     run_id=uuid.uuid4().hex,

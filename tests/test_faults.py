@@ -32,6 +32,7 @@ from flows.sot_sweep import networks_not_loaded, sot_retry_sweep
 from headwater.batch import run_tag
 from headwater.health import health_rows
 from headwater.ledger import SCHEMA_VERSION
+from headwater.loading import Part, TablePlan, partition_filter, partition_literal
 from headwater.reconcile import lease, owner_id
 from tests.helpers import INGESTED, batch_ids, ledger_runs, manifest_rows, query, rows_for, tables, temp_leftovers
 from tests.prefect_server import REPO
@@ -346,3 +347,44 @@ def test_retention_drops_stale_run_tables_unless_their_run_is_running(
         report = apply_retention()
     assert report.run_tables_dropped == ["sot._stg_raw_alerts_0123456789abcdef"]
     assert f"_bak_raw_alerts_{run_tag(live_run)}" in tables()
+
+
+def test_an_unrepairable_publish_is_recorded_and_does_not_block_the_next_loads(
+    version_a: tuple[Path, str], server: ExportServer
+) -> None:
+    export, batch_a = version_a
+    rows = manifest_rows(export)["raw_features"]
+    partition = {"network": "ethereum", "processing_date": DAY_S}
+    columns = ("network", "processing_date")
+    plan = TablePlan(
+        table="raw_features",
+        mode="replace",
+        source="_stg_raw_features_gone0000000000",
+        backup="_bak_raw_features_gone0000000000",
+        parts=(Part(partition_literal(partition, columns), partition_filter(partition, columns)),),
+        expected_rows=rows,
+        previous={batch_a: rows},
+        key=("address",),
+        batch_rows=rows,
+    )
+    with open_ledger() as ledger:  # a dead run's publish whose staging and backup were dropped by hand
+        ledger.record_intent(
+            run_id="dead" + "0" * 28,
+            instance="sot-ethereum",
+            partition_key=f"ethereum/{DAY_S}",
+            batch_id="sot:ethereum/2026-11-22:gone",
+            content_hash="0" * 64,
+            plan={"database": "sot", "tables": [plan.as_json()], "bytes": 0},
+        )
+    query("ALTER TABLE sot.raw_features DROP PARTITION ('ethereum', {d:String})", {"d": DAY_S})
+
+    again = ingest_sot("ethereum", DAY, base_url=server.base_url)
+
+    assert again.status == "loaded"
+    assert_holds_exactly(export, batch_a)
+    [abandoned] = [r for r in ledger_runs("sot-ethereum") if r["error_kind"] == "repair_failed"]
+    assert abandoned["status"] == "failed"
+    assert "could not repair the publish of run dead00000000" in abandoned["error"]
+    assert "raw_features" in abandoned["error"]
+    with open_ledger() as ledger:
+        assert ledger.pending_intents("sot-ethereum") == []
