@@ -45,14 +45,12 @@ class _ConnectorChatter(logging.Filter):
 _CHATTER = _ConnectorChatter()
 
 
-@contextmanager
-def quiet_connector_logs() -> Iterator[None]:
-    """Keep the connector's engine chatter out of the terminal and the run logs (warnings still pass)."""
+def quiet_connector_logs() -> None:
+    """Keep the connector's engine chatter out of the terminal and the run logs (warnings still pass); idempotent."""
     for name in ("prefect.flow_runs", "prefect.task_runs", "SqlAlchemyConnector"):
         logger = logging.getLogger(name)
         if _CHATTER not in logger.filters:
             logger.addFilter(_CHATTER)
-    yield
 
 
 _LEDGERS: dict[str, Ledger] = {}
@@ -70,9 +68,8 @@ def get_ledger(settings: Settings | None = None) -> Ledger:
     with _LEDGERS_LOCK:
         ledger = _LEDGERS.get(key)
         if ledger is None:
-            connector = ledger_connector(settings)
-            with quiet_connector_logs():
-                engine = connector.get_engine()
+            quiet_connector_logs()
+            engine = ledger_connector(settings).get_engine()
             if engine.url.get_backend_name() == "sqlite" and engine.url.database not in (None, "", ":memory:"):
                 Path(str(engine.url.database)).parent.mkdir(parents=True, exist_ok=True)
             ledger = Ledger(engine)

@@ -22,7 +22,7 @@ from headwater.cli import report_error
 from headwater.loading import qualified, run_tables_older_than
 from headwater.logs import run_logger
 from headwater.params import FLOW_TIMEOUT_S, check_non_negative, check_positive
-from headwater.reconcile import is_dead
+from headwater.reconcile import live_run_ids
 from headwater.settings import get_settings
 from headwater.sources import registered_sources
 
@@ -61,14 +61,8 @@ def drop_stale_run_tables(now: datetime, max_age_hours: float) -> list[str]:
     that never runs again would keep them forever.
     """
     settings = get_settings()
-    lease = timedelta(seconds=settings.run_lease_s)
     with open_ledger() as ledger:
-        live = {
-            run_tag(row["run_id"])
-            for instance in ledger.instances()
-            for row in ledger.running_runs(instance)
-            if is_dead(row, lease) is None
-        }
+        live = {run_tag(run_id) for instance in ledger.instances() for run_id in live_run_ids(ledger, instance)}
     cutoff = int((now - timedelta(hours=max_age_hours)).timestamp())
     databases = sorted({database for _, database in registered_sources(settings)})
     dropped: list[str] = []

@@ -201,9 +201,9 @@ def freshness(last_success: datetime | None, every: timedelta | None, now: datet
     return STALE
 
 
-def _attempt_status(run: Mapping[str, Any], lease: timedelta) -> str:
+def _attempt_status(run: Mapping[str, Any]) -> str:
     """A run's status for reliability: a ``running`` row whose process is gone counts as ``failed``."""
-    if run["status"] == RUNNING and is_dead(run, lease):
+    if run["status"] == RUNNING and is_dead(run):
         return FAILED
     return str(run["status"])
 
@@ -243,7 +243,6 @@ def health_rows(
     schedules = deployment_schedules(settings)
     names = sorted(set(source_deployments(settings)) | set(ledger.instances()))
     grace = timedelta(seconds=settings.freshness_grace_s)
-    lease = timedelta(seconds=settings.run_lease_s)
     rows = []
     for name in names:
         recent = ledger.runs_for(name, newest=settings.reliability_window)
@@ -259,7 +258,7 @@ def health_rows(
                 name=name,
                 state=DAMAGED if name in damage else freshness(last_success, every, now, grace),
                 circuit=health.get("circuit_state", CLOSED),
-                reliability=reliability([_attempt_status(r, lease) for r in recent]),
+                reliability=reliability([_attempt_status(r) for r in recent]),
                 consecutive_failures=int(health.get("consecutive_failures", 0)),
                 last_success=last_success.isoformat() if last_success else None,
                 age_s=round((now - last_success).total_seconds(), 1) if last_success else None,

@@ -115,6 +115,7 @@ source_health = sa.Table(
 RUNNING, LOADED, UNCHANGED, FAILED = "running", "loaded", "unchanged", "failed"
 SKIPPED_CIRCUIT_OPEN = "skipped_circuit_open"
 PARTIAL = "partial"
+"""Some parts of the batch (e.g. OpenAQ locations) failed; the others were loaded. Alerts treat it as a failure."""
 REPAIRED = "repaired"
 """A reconciliation found the warehouse and the ledger in disagreement and repaired it (notes say what)."""
 CRASHED = "crashed"
@@ -122,7 +123,6 @@ CRASHED = "crashed"
 INTENT_PENDING, INTENT_PUBLISHED, INTENT_UNDONE = "pending", "published", "undone"
 INTENT_ABANDONED = "abandoned"
 """A publish reconciliation could neither finish nor undo; the partition's next load replaces it."""
-"""Some parts of the batch (e.g. OpenAQ locations) failed; the others were loaded. Alerts treat it as a failure."""
 SUCCESSES = frozenset({LOADED, UNCHANGED})
 
 

@@ -190,7 +190,7 @@ class TablePlan:
     @property
     def where(self) -> str:
         """A filter selecting every swapped partition."""
-        return " OR ".join(f"({p.where})" for p in self.parts) or "0"
+        return parts_filter(self.parts)
 
     def as_json(self) -> dict[str, Any]:
         """The plan as JSON for the ledger's publish intent."""
@@ -207,6 +207,21 @@ class TablePlan:
                 "previous": dict(data["previous"]),
             }
         )
+
+
+def parts_filter(parts: Sequence[Part]) -> str:
+    """A filter selecting the rows of every one of ``parts`` (nothing for no parts)."""
+    return " OR ".join(f"({p.where})" for p in parts) or "0"
+
+
+def distinct_keys(client: Client, database: str, table: str, key: Sequence[str], where: str) -> int:
+    """How many distinct values of ``key`` the rows ``where`` selects hold."""
+    columns = ", ".join(quote_identifier(c) for c in key)
+    return int(
+        client.command(  # type: ignore[arg-type]
+            f"SELECT uniqExact({columns}) FROM {qualified(database, table)} WHERE {where}"
+        )
+    )
 
 
 def _count(client: Client, table: str, where: str) -> int:
@@ -264,7 +279,7 @@ def _rebuild_merge_partitions(
     rebuilt_name = f"_stg_{item.table}_merged_{tag}"
     rebuilt = qualified(database, rebuilt_name)
     key = ", ".join(quote_identifier(c) for c in item.key)
-    where = " OR ".join(f"({p.where})" for p in parts)
+    where = parts_filter(parts)
     client.command(f"DROP TABLE IF EXISTS {rebuilt}")
     client.command(f"CREATE TABLE {rebuilt} AS {target}")
     replaced = int(
@@ -306,7 +321,7 @@ def plan_publish(
         else:
             parts = (Part(partition_literal(partition, partition_by), partition_filter(partition, partition_by)),)
             source = item.staging
-        where = " OR ".join(f"({p.where})" for p in parts)
+        where = parts_filter(parts)
         backup = backup_table_name(item.table, tag)
         client.command(f"DROP TABLE IF EXISTS {qualified(database, backup)}")
         client.command(f"CREATE TABLE {qualified(database, backup)} AS {target}")
@@ -339,12 +354,7 @@ def mismatch(client: Client, database: str, plan: TablePlan, batch_id: str | Non
         return None if found == plan.previous else f"{plan.table}: expected {plan.previous}, found {found}"
     if plan.mode == MERGE:
         rows = sum(found.values())
-        key = ", ".join(quote_identifier(c) for c in plan.key)
-        keys = int(
-            client.command(  # type: ignore[arg-type]
-                f"SELECT uniqExact({key}) FROM {qualified(database, plan.table)} WHERE {plan.where}"
-            )
-        )
+        keys = distinct_keys(client, database, plan.table, plan.key, plan.where)
         if rows == plan.expected_rows == keys:
             return None
         return f"{plan.table}: expected {plan.expected_rows} rows with unique keys, found {rows} rows, {keys} keys"

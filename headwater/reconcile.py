@@ -19,7 +19,9 @@ instance repairs it before anything else, reading the warehouse:
    (``undone``).
 
 Each ends with a check of every table; a state that still disagrees raises
-:class:`RepairError` and the run stops there. Crashed runs (a ``running`` row whose
+:class:`RepairError`, and the reconcile task closes the intent as ``abandoned``
+(recorded ``failed``, kind ``repair_failed``) so it never blocks later runs; the
+partition stays damaged until a load replaces it. Crashed runs (a ``running`` row whose
 process is gone) are turned into ``failed`` with kind ``crashed`` first, so the circuit
 breaker counts them.
 """
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from clickhouse_connect.driver.binding import format_query_value, quote_identifier
+from clickhouse_connect.driver.binding import format_query_value
 from clickhouse_connect.driver.client import Client
 
 from headwater.errors import HeadwaterError
@@ -43,6 +45,7 @@ from headwater.ledger import Ledger
 from headwater.loading import (
     TablePlan,
     batches_in,
+    distinct_keys,
     mismatch,
     partition_filter,
     qualified,
@@ -114,13 +117,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def is_dead(row: Mapping[str, Any], lease: timedelta, now: datetime | None = None) -> str | None:
+def is_dead(row: Mapping[str, Any], now: datetime | None = None) -> str | None:
     """Why a ``running`` ledger row's process is gone, or None while it may still be alive.
 
     Same host: the process id no longer exists, or it is this process and the run is not
-    executing here. Any host: its heartbeat is older than the lease.
+    executing here. Any host: its heartbeat is older than the lease (``HEADWATER_RUN_LEASE_S``).
     """
     now = now or datetime.now(UTC)
+    lease = timedelta(seconds=get_settings().run_lease_s)
     owner = row.get("owner") or ""
     host, _, pid = owner.rpartition(":")
     if host == socket.gethostname() and pid.isdigit():
@@ -133,6 +137,11 @@ def is_dead(row: Mapping[str, Any], lease: timedelta, now: datetime | None = Non
     if beat is not None and now - beat > lease:
         return f"no heartbeat from {owner or 'its process'} since {beat:%Y-%m-%d %H:%M:%S} UTC"
     return None
+
+
+def live_run_ids(ledger: Ledger, instance: str) -> set[str]:
+    """The instance's ``running`` runs whose process may still be alive."""
+    return {row["run_id"] for row in ledger.running_runs(instance) if is_dead(row) is None}
 
 
 @dataclass
@@ -205,48 +214,6 @@ def repair_intent(client: Client, intent: Mapping[str, Any], source: str) -> Rep
     return repair
 
 
-def version_mismatch(
-    client: Client,
-    *,
-    database: str,
-    tables: Mapping[str, str],
-    keys: Mapping[str, Sequence[str]],
-    partition: Mapping[str, Any],
-    partition_by: Sequence[str],
-    batch_id: str,
-    rows_by_table: Mapping[str, int],
-) -> list[str]:
-    """How the warehouse differs from a loaded version (empty when it holds exactly that version).
-
-    ``tables`` maps each table to its write mode. A replace table's partition must hold
-    exactly ``batch_id`` with its rows; a merge table must show no key twice where the
-    batch's rows live (later batches may have superseded some of them).
-    """
-    problems: list[str] = []
-    where = partition_filter(partition, partition_by)
-    for table, mode in tables.items():
-        if not table_exists(client, database, table):
-            problems.append(f"{table}: expected the table, found none")
-            continue
-        if mode == MERGE:
-            key = ", ".join(quote_identifier(c) for c in keys[table])
-            target = qualified(database, table)
-            doubled = int(
-                client.command(  # type: ignore[arg-type]
-                    f"SELECT count() - uniqExact({key}) FROM {target} WHERE _partition_id IN "
-                    f"(SELECT DISTINCT _partition_id FROM {target} WHERE `_batch_id` = {format_query_value(batch_id)})"
-                )
-            )
-            if doubled:
-                problems.append(f"{table}: {doubled} row(s) repeat a key")
-            continue
-        found = batches_in(client, database, table, where)
-        expected = {batch_id: rows_by_table[table]} if rows_by_table.get(table) else {}
-        if found != expected:
-            problems.append(f"{table}: expected {expected}, found {found}")
-    return problems
-
-
 def partition_of(spec: SourceSpec, partition_key: str) -> dict[str, str]:
     """The partition values of a ledger ``partition_key`` (``ethereum/2026-11-22``)."""
     return dict(zip(spec.partition_columns, partition_key.split("/"), strict=True))
@@ -255,19 +222,37 @@ def partition_of(spec: SourceSpec, partition_key: str) -> dict[str, str]:
 def loaded_version_problems(
     client: Client, spec: SourceSpec, database: str, partition: Mapping[str, Any], version: Mapping[str, Any]
 ) -> list[str]:
-    """How the warehouse differs from a loaded version of ``spec``'s partition (empty: it agrees)."""
-    rows_by_table: dict[str, int] = version["rows_by_table"]
-    known = {t: rows for t, rows in rows_by_table.items() if t in spec.tables}
-    return version_mismatch(
-        client,
-        database=database,
-        tables={t: spec.table(t).write_mode for t in known},
-        keys={t: spec.table(t).key for t in known},
-        partition=partition,
-        partition_by=spec.partition_columns,
-        batch_id=version["batch_id"],
-        rows_by_table=known,
-    )
+    """How the warehouse differs from a loaded version of ``spec``'s partition (empty: it agrees).
+
+    A replace table's partition must hold exactly the version's batch with its rows; a
+    merge table must show no key twice where the batch's rows live (later batches may
+    have superseded some of them).
+    """
+    batch_id: str = version["batch_id"]
+    where = partition_filter(partition, spec.partition_columns)
+    problems: list[str] = []
+    for table, rows in version["rows_by_table"].items():
+        if table not in spec.tables:
+            continue
+        if not table_exists(client, database, table):
+            problems.append(f"{table}: expected the table, found none")
+            continue
+        table_spec = spec.table(table)
+        if table_spec.write_mode == MERGE:
+            batch_parts = (
+                f"_partition_id IN (SELECT DISTINCT _partition_id FROM {qualified(database, table)} "
+                f"WHERE `_batch_id` = {format_query_value(batch_id)})"
+            )
+            stored = sum(batches_in(client, database, table, batch_parts).values())
+            doubled = stored - distinct_keys(client, database, table, table_spec.key, batch_parts)
+            if doubled:
+                problems.append(f"{table}: {doubled} row(s) repeat a key")
+            continue
+        found = batches_in(client, database, table, where)
+        expected = {batch_id: rows} if rows else {}
+        if found != expected:
+            problems.append(f"{table}: expected {expected}, found {found}")
+    return problems
 
 
 def damaged_instances(
@@ -278,10 +263,9 @@ def damaged_instances(
     ``sources`` maps a source name to its spec and database. An instance of an unknown
     source is left out.
     """
-    lease_s = timedelta(seconds=get_settings().run_lease_s)
     damaged: dict[str, list[str]] = {}
     for instance in instances:
-        live = {r["run_id"] for r in ledger.running_runs(instance) if is_dead(r, lease_s) is None}
+        live = live_run_ids(ledger, instance)
         problems = [
             f"publish of run {i['run_id'][:12]} ({i['partition_key']}) unfinished"
             for i in ledger.pending_intents(instance)

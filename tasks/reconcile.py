@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import Any
 
 from prefect import task
@@ -15,7 +14,7 @@ from blocks.warehouse import ClickHouseWarehouse
 from headwater import events
 from headwater.batch import BatchRequest, run_tag
 from headwater.health import record_attempt
-from headwater.ledger import FAILED, INTENT_ABANDONED, Ledger
+from headwater.ledger import FAILED, INTENT_ABANDONED, INTENT_PUBLISHED, INTENT_UNDONE, Ledger
 from headwater.loading import drop_run_tables
 from headwater.logs import run_logger
 from headwater.params import TASK_TIMEOUT_S
@@ -25,10 +24,9 @@ from headwater.settings import get_settings
 
 def _mark_crashed_runs(ledger: Ledger, request: BatchRequest) -> tuple[list[str], set[str]]:
     """Fail the instance's ``running`` rows whose process is gone; returns their run ids and the live ones."""
-    lease = timedelta(seconds=get_settings().run_lease_s)
     crashed, live = [], set()
     for row in ledger.running_runs(request.instance):
-        reason = is_dead(row, lease)
+        reason = is_dead(row)
         if reason is None:
             live.add(row["run_id"])
             continue
@@ -84,7 +82,7 @@ def reconcile_instance(request: BatchRequest) -> list[str]:
                 except RepairError as error:
                     _abandon(ledger, request, intent, error)
                     continue
-                state = "published" if repair.version else "undone"
+                state = INTENT_PUBLISHED if repair.version else INTENT_UNDONE
                 ledger.record_repair(
                     run_id=uuid.uuid4().hex,
                     source=request.source.name,
