@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -36,6 +37,24 @@ def server_env(home: Path, api_url: str | None = None) -> dict[str, str]:
     if api_url:
         env["PREFECT_API_URL"] = api_url
     return env
+
+
+def worker_env(home: Path, api_url: str, headwater_home: Path) -> dict[str, str]:
+    """Environment for a worker (and the flow runs it starts) on the test server: a fast-polling worker."""
+    env = server_env(home, api_url)
+    env.update(
+        HEADWATER_HOME=str(headwater_home),
+        PREFECT_WORKER_QUERY_SECONDS="1",
+        PREFECT_RUNNER_POLL_FREQUENCY="1",
+    )
+    return env
+
+
+def api_request(api_url: str, method: str, path: str, body: Any = None) -> Any:
+    """One call of the test server's REST API; its JSON answer (None when empty)."""
+    response = httpx.request(method, f"{api_url}{path}", json=body, timeout=30)
+    response.raise_for_status()
+    return response.json() if response.content else None
 
 
 @contextmanager

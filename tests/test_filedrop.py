@@ -41,7 +41,7 @@ from headwater.filedrop import (
 )
 from headwater.outcome import BatchOutcome
 from tests.helpers import ledger_runs, query, temp_leftovers
-from tests.prefect_server import REPO, prefect_server, process_worker, run_cli, server_env
+from tests.prefect_server import REPO, api_request, prefect_server, process_worker, run_cli, worker_env
 
 SURVEY = "instad-survey"
 SURVEY_2023 = FIXTURES / "instad" / "enquete-agricole-2023.csv"
@@ -560,20 +560,10 @@ class Server:
         self.home, self.api_url, self.config, self.drops = home, api_url, config, drops
 
     def env(self) -> dict[str, str]:
-        env = server_env(self.home, self.api_url)
-        env.update(
-            HEADWATER_HOME=str(self.home / "headwater"),
-            PREFECT_WORKER_QUERY_SECONDS="1",
-            PREFECT_RUNNER_POLL_FREQUENCY="1",
-        )
-        return env
+        return worker_env(self.home, self.api_url, self.home / "headwater")
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
-        import httpx
-
-        response = httpx.request(method, f"{self.api_url}{path}", json=body, timeout=30)
-        response.raise_for_status()
-        return response.json() if response.content else None
+        return api_request(self.api_url, method, path, body)
 
     def file_runs(self, deployment: str) -> list[dict[str, Any]]:
         """Flow runs of ``deployment`` started for a file (not the runs its schedule creates ahead)."""

@@ -14,14 +14,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
 from devtools.export_server import ExportServer
 from devtools.generate import write_export
 from devtools.replays import register_worldbank
-from tests.prefect_server import REPO, prefect_server, process_worker, run_cli, server_env
+from tests.prefect_server import REPO, api_request, prefect_server, process_worker, run_cli, worker_env
 
 pytestmark = pytest.mark.server
 
@@ -40,20 +39,12 @@ class Ops:
         self.warehouse_home = home / "headwater"
 
     def env(self) -> dict[str, str]:
-        env = server_env(self.home, self.api_url)
-        env.update(
-            HEADWATER_HOME=str(self.warehouse_home),
-            HEADWATER_HTTP_BACKOFF_INITIAL_S="0.01",
-            HEADWATER_HTTP_BACKOFF_MAX_S="0.05",
-            PREFECT_WORKER_QUERY_SECONDS="1",
-            PREFECT_RUNNER_POLL_FREQUENCY="1",
-        )
+        env = worker_env(self.home, self.api_url, self.warehouse_home)
+        env.update(HEADWATER_HTTP_BACKOFF_INITIAL_S="0.01", HEADWATER_HTTP_BACKOFF_MAX_S="0.05")
         return env
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
-        response = httpx.request(method, f"{self.api_url}{path}", json=body, timeout=30)
-        response.raise_for_status()
-        return response.json() if response.content else None
+        return api_request(self.api_url, method, path, body)
 
     def deployment(self, name: str) -> dict[str, Any]:
         [found] = [d for d in self.api("POST", "/deployments/filter", {}) if d["name"] == name]
