@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,8 +51,22 @@ def worker_env(home: Path, api_url: str, headwater_home: Path) -> dict[str, str]
     return env
 
 
+def _server_busy(error: BaseException) -> bool:
+    return isinstance(error, httpx.HTTPStatusError) and error.response.status_code in (429, 503)
+
+
+@retry(
+    retry=retry_if_exception(_server_busy),
+    stop=stop_after_attempt(6),
+    wait=wait_exponential_jitter(initial=0.5, max=5),
+    reraise=True,
+)
 def api_request(api_url: str, method: str, path: str, body: Any = None) -> Any:
-    """One call of the test server's REST API; its JSON answer (None when empty)."""
+    """One call of the test server's REST API; its JSON answer (None when empty).
+
+    A busy server (503 while its SQLite database is locked, or 429) is asked again, as
+    Prefect's own client does; any other error status fails at once.
+    """
     response = httpx.request(method, f"{api_url}{path}", json=body, timeout=30)
     response.raise_for_status()
     return response.json() if response.content else None
