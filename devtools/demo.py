@@ -62,9 +62,9 @@ def warehouse_counts(database: str, day: date) -> dict[str, dict[str, int]]:
 def print_summary(networks: list[str], day: date, statuses: dict[str, str]) -> None:
     """Print rows per table per network and the ledger status of each run."""
     settings = get_settings()
-    counts = warehouse_counts(settings.sot_database, day)
+    counts = warehouse_counts(SOT.database_in(settings), day)
     width = max(len(t) for t in SOT.tables) + 2
-    print(f"\nWarehouse {ClickHouseWarehouse.from_settings().describe()}, database {settings.sot_database}, {day}")
+    print(f"\nWarehouse {ClickHouseWarehouse.from_settings().describe()}, database {SOT.database_in(settings)}, {day}")
     print("table".ljust(width) + "".join(n.rjust(12) for n in networks))
     for table in SOT.tables:
         if table in counts:

@@ -75,7 +75,7 @@ def register_faostat(server: ExportServer) -> DemoRun:
         "/en/data/QCL", recorded("faostat/FAOSTAT_data_QCL_India_areaharvested_yield_first50.csv", "text/csv")
     )
     return DemoRun(
-        instance="faostat-qcl",
+        instance="faostat-qcl-100",
         database="faostat",
         tables=("production",),
         run=lambda root: ingest_faostat("100", elements=["2312", "2413"], base_url=root),

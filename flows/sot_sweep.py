@@ -13,15 +13,16 @@ from prefect import flow
 
 from blocks.ledger import open_ledger
 from blocks.warehouse import ClickHouseWarehouse
-from flows.sot import default_processing_date, ingest_sot, resolve_base_url, sot_instance
+from flows.sot import ingest_sot
+from headwater.batch import declared_run
 from headwater.cli import report_error
 from headwater.errors import HeadwaterError
 from headwater.logs import run_logger
 from headwater.outcome import status_of
-from headwater.params import FLOW_TIMEOUT_S, check_one_of, check_positive, parse_date
+from headwater.params import FLOW_TIMEOUT_S, parse_date
 from headwater.reconcile import loaded_version_problems
 from headwater.settings import get_settings
-from headwater.sources.sot.contract import SOT
+from headwater.sources.sot.contract import SOT, default_processing_date
 
 
 def networks_not_loaded(networks: list[str], processing_date: date) -> list[str]:
@@ -31,15 +32,16 @@ def networks_not_loaded(networks: list[str], processing_date: date) -> list[str]
     exactly (the warehouse is the truth).
     """
     settings = get_settings()
+    instances = {n: SOT.instance.format(network=n) for n in networks}
     with open_ledger() as ledger:
-        versions = {n: ledger.current_version(sot_instance(n), f"{n}/{processing_date.isoformat()}") for n in networks}
+        versions = {n: ledger.current_version(instances[n], f"{n}/{processing_date.isoformat()}") for n in networks}
     loaded = {n: v for n, v in versions.items() if v is not None}
     damaged: dict[str, list[str]] = {}
     if loaded:
         with ClickHouseWarehouse.from_settings().session() as client:
             for network, version in loaded.items():
                 partition = {"network": network, "processing_date": processing_date}
-                problems = loaded_version_problems(client, SOT, settings.sot_database, partition, version)
+                problems = loaded_version_problems(client, SOT, SOT.database_in(settings), partition, version)
                 if problems:
                     damaged[network] = problems
     for network, problems in damaged.items():
@@ -65,11 +67,15 @@ def sot_retry_sweep(
     networks already loaded are not touched.
     """
     logger = run_logger()
-    configured = get_settings().sot_networks
-    chosen = [check_one_of("sot", "a network", n, configured) for n in networks or configured]
-    check_positive("sot", "window_days", window_days)
-    resolve_base_url(base_url)  # checked before anything is read or fetched
+    settings = get_settings()
     day = processing_date or default_processing_date()
+    chosen = networks or settings.sot_networks
+    for network in chosen:  # every run's parameters are checked before anything is read or fetched
+        declared_run(
+            SOT,
+            {"network": network, "processing_date": day, "window_days": window_days, "base_url": base_url},
+            settings,
+        )
     pending = networks_not_loaded(chosen, day)
     logger.info("networks to retry for %s: %s", day, ", ".join(pending) or "none")
     statuses: dict[str, str] = {}

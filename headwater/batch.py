@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Generic
 
-from headwater.spec import SourceSpec
+from headwater.settings import Settings
+from headwater.spec import (
+    DeclaredSource,
+    ExportSource,
+    P,
+    SourceSpec,
+    check_params,
+    partition_of,
+    resolve_urls,
+    values,
+)
 
 
 @dataclass(frozen=True)
@@ -58,3 +69,42 @@ class BatchRequest:
 def run_tag(run_id: str) -> str:
     """The suffix of a run's staging and backup tables and of its temp dir."""
     return run_id.replace("-", "")[:16]
+
+
+@dataclass(frozen=True)
+class DeclaredRun(Generic[P]):
+    """A declared source's run, checked and resolved before anything is fetched."""
+
+    request: BatchRequest
+    params: P
+    urls: dict[str, str]
+
+
+def declared_run(source: DeclaredSource[P], raw: Mapping[str, Any], settings: Settings) -> DeclaredRun[P]:
+    """Check a run's parameters and resolve its instance, partition, database and URLs.
+
+    Raises ConfigurationError (one line, naming the instance) before any request.
+    """
+    params = check_params(source, raw)
+    instance = source.instance_of(params)
+    urls = resolve_urls(source, instance, params, settings)
+    partition = partition_of(source, params)
+    excluded = set(params.excluded_tables)
+    if isinstance(source, ExportSource):
+        excluded |= set(source.excluded(settings))
+        text = {k: v.isoformat() if isinstance(v, date) else v for k, v in partition.items()}
+        location = source.url_template.format(base_url=next(iter(urls.values())).rstrip("/"), **text)
+        constants = values(params, source.constants)
+    else:
+        location = next(iter(urls.values()), "")
+        constants = {}
+    request = BatchRequest(
+        source=source,
+        instance=instance,
+        partition=partition,
+        database=source.database_in(settings),
+        constants=constants,
+        excluded_tables=frozenset(excluded),
+        location=location,
+    )
+    return DeclaredRun(request=request, params=params, urls=urls)

@@ -10,9 +10,12 @@ and leaves no ledger row; the command line exits 2 on it.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import date
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
+
+from pydantic import AfterValidator
 
 from headwater.errors import ConfigurationError
 from headwater.settings import Settings
@@ -26,6 +29,7 @@ TASK_TIMEOUT_S: float = Settings().task_timeout_s
 HTTP_SCHEMES = ("http", "https")
 EXPORT_SCHEMES = (*HTTP_SCHEMES, "file")
 CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+T = TypeVar("T")
 
 
 def check_url(label: str, name: str, url: str, schemes: Sequence[str] = HTTP_SCHEMES) -> str:
@@ -48,59 +52,95 @@ def check_url(label: str, name: str, url: str, schemes: Sequence[str] = HTTP_SCH
     return url
 
 
-def check_positive(label: str, name: str, value: int) -> int:
-    """``value`` when it is an integer of at least 1."""
+def positive(name: str, value: int) -> int:
+    """``value`` when it is an integer of at least 1; ValueError naming ``name`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(label, f"expected {name} as an integer ≥ 1, found {value!r}")
+        raise ValueError(f"expected {name} as an integer ≥ 1, found {value!r}")
     return value
+
+
+def non_negative(name: str, value: float) -> float:
+    """``value`` when it is a number of at least 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"expected {name} as a number ≥ 0, found {value!r}")
+    return value
+
+
+def positive_ints(name: str, values: Sequence[int]) -> list[int]:
+    """``values`` when it is a non-empty list of integers of at least 1."""
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 1]
+    if bad or not values:
+        raise ValueError(f"expected {name} as a non-empty list of integers ≥ 1, found {list(values)!r}")
+    return list(values)
+
+
+def codes(name: str, values: Sequence[str]) -> list[str]:
+    """``values`` when it is a non-empty list of codes (letters, digits, ``_ . -``)."""
+    bad = [v for v in values if not isinstance(v, str) or not CODE.fullmatch(v)]
+    if bad or not values:
+        raise ValueError(f"expected {name} as a non-empty list of codes like BEN, found {list(values)!r}")
+    return list(values)
+
+
+def one_of(name: str, value: str, allowed: Collection[str]) -> str:
+    """``value`` when it is one of ``allowed``."""
+    if value not in allowed:
+        raise ValueError(f"expected {name} in {', '.join(allowed)}, found {value!r}")
+    return value
+
+
+def _labelled(label: str, check: Callable[..., T], *args: Any) -> T:
+    try:
+        return check(*args)
+    except ValueError as error:
+        raise ConfigurationError(label, str(error)) from None
+
+
+def check_positive(label: str, name: str, value: int) -> int:
+    """``value`` when it is an integer of at least 1; ConfigurationError naming ``label`` otherwise."""
+    return _labelled(label, positive, name, value)
 
 
 def check_non_negative(label: str, name: str, value: float) -> float:
     """``value`` when it is a number of at least 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ConfigurationError(label, f"expected {name} as a number ≥ 0, found {value!r}")
-    return value
-
-
-def check_positive_ints(label: str, name: str, values: Sequence[int]) -> tuple[int, ...]:
-    """``values`` as a tuple when it is a non-empty list of integers of at least 1."""
-    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 1]
-    if bad or not values:
-        raise ConfigurationError(label, f"expected {name} as a non-empty list of integers ≥ 1, found {list(values)!r}")
-    return tuple(values)
-
-
-def check_codes(label: str, name: str, values: Sequence[str]) -> tuple[str, ...]:
-    """``values`` as a tuple when it is a non-empty list of codes (letters, digits, ``_ . -``)."""
-    bad = [v for v in values if not isinstance(v, str) or not CODE.fullmatch(v)]
-    if bad or not values:
-        raise ConfigurationError(
-            label, f"expected {name} as a non-empty list of codes like BEN, found {list(values)!r}"
-        )
-    return tuple(values)
+    return _labelled(label, non_negative, name, value)
 
 
 def check_one_of(label: str, name: str, value: str, allowed: Collection[str]) -> str:
     """``value`` when it is one of ``allowed``."""
-    if value not in allowed:
-        raise ConfigurationError(label, f"expected {name} in {', '.join(allowed)}, found {value!r}")
-    return value
+    return _labelled(label, one_of, name, value, allowed)
 
 
-def parse_positive_ints(label: str, name: str, text: str) -> list[int]:
-    """A comma-separated list of integers ≥ 1 (a command-line argument), e.g. ``2178,8118``."""
-    try:
-        values = [int(item) for item in text.split(",")]
-    except ValueError as error:
-        raise ConfigurationError(label, f"expected {name} as comma-separated integers ≥ 1, found {text!r}") from error
-    return list(check_positive_ints(label, name, values))
+def check_positive_ints(label: str, name: str, values: Sequence[int]) -> list[int]:
+    """``values`` when it is a non-empty list of integers of at least 1."""
+    return _labelled(label, positive_ints, name, values)
 
 
-def parse_date(label: str, name: str, text: str) -> date:
-    """A ``YYYY-MM-DD`` date (a command-line argument)."""
+def _field(check: Callable[[str, Any], Any]) -> AfterValidator:
+    """A pydantic validator running ``check(field_name, value)`` on a value that is not None."""
+    return AfterValidator(lambda value, info: value if value is None else check(info.field_name, value))
+
+
+PositiveInt = Annotated[int, _field(positive)]
+"""A parameter that is an integer ≥ 1."""
+NonNegative = Annotated[float, _field(non_negative)]
+"""A parameter that is a number ≥ 0."""
+PositiveInts = Annotated[list[int], _field(positive_ints)]
+"""A parameter that is a non-empty list of integers ≥ 1."""
+Codes = Annotated[list[str], _field(codes)]
+"""A parameter that is a non-empty list of codes like ``BEN``."""
+
+
+def iso_date(name: str, text: str) -> date:
+    """A ``YYYY-MM-DD`` date (a command-line argument); ValueError naming ``name`` otherwise."""
     try:
         if len(text) != 10:
             raise ValueError(text)
         return date.fromisoformat(text)
-    except ValueError as error:
-        raise ConfigurationError(label, f"expected {name} as a date YYYY-MM-DD, found {text!r}") from error
+    except ValueError:
+        raise ValueError(f"expected {name} as a date YYYY-MM-DD, found {text!r}") from None
+
+
+def parse_date(label: str, name: str, text: str) -> date:
+    """A ``YYYY-MM-DD`` date (a command-line argument); ConfigurationError naming ``label`` otherwise."""
+    return _labelled(label, iso_date, name, text)

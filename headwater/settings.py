@@ -6,11 +6,13 @@ Prefect Blocks (see ``blocks/``), which settings may name.
 
 from __future__ import annotations
 
+import json
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -111,10 +113,17 @@ class Settings(BaseSettings):
         description='Requests per second per host, JSON: {"api.worldbank.org": 5}.',
     )
 
-    sot_base_url: str | None = Field(
-        default=None, description="Where SOT exports live, e.g. https://sot.example/exports."
+    base_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="Root URL per source or provider, JSON: "
+        '{"sot": "https://sot.example/exports", "worldbank": "…", "ecb": "…"}; '
+        "a source not named uses its public default (SOT has none: set it).",
     )
-    sot_database: str = Field(default="sot", description="ClickHouse database of the SOT tables.")
+    databases: dict[str, str] = Field(
+        default_factory=dict,
+        description='ClickHouse database per source, JSON: {"sot": "sot", "open_meteo": "weather"}; '
+        "a source not named uses its declared default.",
+    )
     sot_networks: Annotated[list[str], NoDecode] = Field(
         default=["ethereum", "bitcoin", "torus"], description="Networks the SOT publishes."
     )
@@ -156,31 +165,12 @@ class Settings(BaseSettings):
         description='Warehouse partitions kept per source, JSON: {"sot": 400}; sources not named keep all.',
     )
 
-    worldbank_base_url: str | None = Field(default=None, description="World Bank API root (default: public).")
-    worldbank_database: str = Field(default="worldbank", description="ClickHouse database of World Bank tables.")
-    faostat_base_url: str | None = Field(default=None, description="FAOSTAT data service root (default: public).")
-    faostat_database: str = Field(default="faostat", description="ClickHouse database of FAOSTAT tables.")
-    ilostat_base_url: str | None = Field(default=None, description="ILOSTAT rplumber root (default: public).")
-    ilostat_database: str = Field(default="ilostat", description="ClickHouse database of ILOSTAT tables.")
-    openaq_base_url: str | None = Field(default=None, description="OpenAQ API root (default: public).")
-    openaq_database: str = Field(default="openaq", description="ClickHouse database of OpenAQ tables.")
     openaq_api_key_block: str = Field(
         default="openaq-api-key", description="Name of the Prefect Secret block holding the OpenAQ API key."
     )
     openaq_locations: Annotated[list[int], NoDecode] = Field(
         default=[2178, 8118], description="OpenAQ location ids to follow (comma-separated)."
     )
-    osm_base_url: str | None = Field(default=None, description="Overpass API interpreter URL (default: public).")
-    osm_database: str = Field(default="osm", description="ClickHouse database of OpenStreetMap tables.")
-    open_meteo_base_url: str | None = Field(default=None, description="Open-Meteo API root (default: public).")
-    open_meteo_database: str = Field(default="weather", description="ClickHouse database of Open-Meteo tables.")
-    ecb_base_url: str | None = Field(default=None, description="ECB euro reference rates root (default: public).")
-    frankfurter_base_url: str | None = Field(default=None, description="Frankfurter API root (default: public).")
-    erapi_base_url: str | None = Field(default=None, description="open.er-api.com root (default: public).")
-    yahoo_base_url: str | None = Field(default=None, description="Yahoo Finance chart API root (default: public).")
-    stooq_base_url: str | None = Field(default=None, description="Stooq CSV download root (default: public).")
-    fx_database: str = Field(default="markets", description="ClickHouse database of the FX rates table.")
-    markets_database: str = Field(default="markets", description="ClickHouse database of market price tables.")
     provider_disagreement_tolerance: float = Field(
         default=0.02,
         ge=0,
@@ -190,6 +180,31 @@ class Settings(BaseSettings):
     validation_batch_rows: int = Field(
         default=1_000_000, ge=1, description="Rows per batch when validating a Parquet file (bounds memory)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _per_source_variables(cls, data: Any) -> Any:
+        """``HEADWATER_<KEY>_BASE_URL`` and ``HEADWATER_<KEY>_DATABASE`` as entries of the two maps.
+
+        ``HEADWATER_SOT_BASE_URL=…`` is ``HEADWATER_BASE_URLS={"sot": "…"}`` (the single
+        variable wins over the map's entry), so one source can be pointed elsewhere
+        without writing JSON.
+        """
+        if not isinstance(data, dict):
+            return data
+        for suffix, field in (("_BASE_URL", "base_urls"), ("_DATABASE", "databases")):
+            singles = {
+                name[len("HEADWATER_") : -len(suffix)].lower(): value
+                for name, value in os.environ.items()
+                if name.startswith("HEADWATER_")
+                and name.endswith(suffix)
+                and len(name) > len("HEADWATER_") + len(suffix)
+            }
+            if singles:
+                current = data.get(field) or {}
+                merged = json.loads(current) if isinstance(current, str) else dict(current)
+                data[field] = {**merged, **singles}
+        return data
 
     @field_validator("sot_networks", "sot_excluded_tables", "alert_blocks", "openaq_locations", mode="before")
     @classmethod

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import pandera.polars as pa
 import polars as pl
@@ -119,6 +120,15 @@ class TableSpec:
             Column(name, clickhouse_type(column.dtype.type, bool(column.nullable)))
             for name, column in self.schema.columns.items()
         )
+
+    @cached_property
+    def polars_schema(self) -> dict[str, pl.DataType]:
+        """The polars schema of the table's frames, derived from the model (columns in model order)."""
+        return {name: column.dtype.type for name, column in self.schema.columns.items()}
+
+    def frame(self, data: Any = None) -> pl.DataFrame:
+        """A frame of this table from rows (dicts) or columns (a dict of lists); empty when ``data`` is empty."""
+        return pl.DataFrame(data or None, schema=self.polars_schema)
 
     @property
     def column_names(self) -> tuple[str, ...]:

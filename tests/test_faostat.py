@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
-from flows.faostat import INSTANCE, ingest_faostat, main
+from flows.faostat import ingest_faostat, main
 from headwater.errors import FetchError, NotFoundError
 from headwater.sources.faostat import data_params
 from tests.helpers import ledger_runs, query
@@ -26,6 +26,9 @@ RECORDED = "faostat/FAOSTAT_data_QCL_India_areaharvested_yield_first50.csv"
 PATH = "/en/data/QCL"
 INDIA = "100"
 ELEMENTS = ["2312", "2413"]  # area harvested, yield (what the web page sends for them)
+
+
+INSTANCE = "faostat-qcl-100"  # India; the default area (Benin) is faostat-qcl
 
 
 def recorded_rows() -> list[dict[str, str]]:
@@ -89,7 +92,7 @@ def test_error_status_fails_clearly(home: Path, httpserver: HTTPServer) -> None:
     with pytest.raises(FetchError) as raised:
         _run(httpserver)
     message = str(raised.value)
-    assert message.startswith("faostat-qcl QCL 100: http://")
+    assert message.startswith("faostat-qcl-100 QCL: http://")
     assert f"{PATH}?area=100&area_cs=M49&element=2312%2C2413" in message
     assert "HTTP 400" in message
     assert len(httpserver.log) == 1  # a 4xx is not retried
@@ -104,7 +107,7 @@ def test_a_body_that_is_not_the_faostat_csv_fails_clearly(home: Path, httpserver
     httpserver.expect_request(PATH).respond_with_data(other, content_type="text/csv")
     with pytest.raises(FetchError, match=r"expected the CSV columns \['Domain Code'.*found \['ref_area'") as raised:
         _run(httpserver)
-    assert str(raised.value).startswith("faostat-qcl QCL 100: http://")
+    assert str(raised.value).startswith("faostat-qcl-100 QCL: http://")
     [run] = ledger_runs(INSTANCE)
     assert (run["status"], run["error_kind"]) == ("failed", "fetch_failed")
     assert _no_table()
@@ -130,7 +133,7 @@ def test_command_line_exit_codes(home: Path, httpserver: HTTPServer, capsys: pyt
     _serve_recorded(httpserver)
     url = httpserver.url_for("/")
     assert main(["--area", INDIA, "--elements", ",".join(ELEMENTS), "--base-url", url]) == 0
-    assert capsys.readouterr().out.strip() == "faostat-qcl QCL/100: loaded {'production': 50}"
+    assert capsys.readouterr().out.strip() == "faostat-qcl-100 QCL/100: loaded {'production': 50}"
     httpserver.expect_request(f"/missing{PATH}").respond_with_data("not here", status=404)
     assert main(["--area", "53", "--base-url", httpserver.url_for("/missing/")]) == 1
     err = capsys.readouterr().err.strip().splitlines()

@@ -23,13 +23,14 @@ from headwater.cli import run_flow_cli
 from headwater.errors import ConfigurationError
 from headwater.ledger import LOADED, PARTIAL
 from headwater.outcome import BatchOutcome
-from headwater.params import EXPORT_SCHEMES, check_url, parse_date, parse_positive_ints
+from headwater.cli import from_text
+from headwater.params import EXPORT_SCHEMES, check_url, parse_date
 from headwater.settings import get_settings
 from tests.helpers import ledger_runs
 from tests.prefect_server import REPO
 
 DAY = "2026-11-22"
-FLOW_MODULES = sorted(p.stem for p in (REPO / "flows").glob("*.py") if p.stem != "__init__")
+FLOW_MODULES = sorted(p.stem for p in (REPO / "flows").glob("*.py") if 'if __name__ == "__main__"' in p.read_text())
 
 
 def _main(module: str) -> Callable[[list[str]], int]:
@@ -86,10 +87,10 @@ def test_malformed_base_url_exits_2_not_fetched_not_retried(
     [
         ("sot", ["--network", "dogecoin", "--date", DAY], "expected a network in ethereum, bitcoin, torus"),
         ("sot", ["--network", "ethereum", "--date", "2026-13-01"], "expected --date as a date YYYY-MM-DD"),
-        ("sot_sweep", ["--date", DAY, "--base-url", "htp://x"], "sot: expected base_url as an absolute"),
+        ("sot_sweep", ["--date", DAY, "--base-url", "htp://x"], "sot-ethereum: expected base_url as an absolute"),
         ("sot_sweep", ["--date", "22/11/2026"], "sot: expected --date as a date YYYY-MM-DD"),
-        ("openaq", ["--locations", "abc"], "openaq: expected --locations as comma-separated integers ≥ 1"),
-        ("openaq", ["--locations", "0"], "openaq: expected --locations as a non-empty list of integers ≥ 1"),
+        ("openaq", ["--locations", "abc"], "openaq: expected --locations as comma-separated integers"),
+        ("openaq", ["--locations", "0"], "expected locations as a non-empty list of integers ≥ 1, found [0]"),
         ("openaq", ["--locations", "2178", "--base-url", "localhost:8000"], "openaq-2178: expected base_url"),
         ("fx", ["--ecb-url", "htp://x"], "fx-rates: expected ecb_url as an absolute http://, https:// URL"),
         ("fx", ["--frankfurter-url", "localhost:8000"], "fx-rates: expected frankfurter_url"),
@@ -99,7 +100,7 @@ def test_malformed_base_url_exits_2_not_fetched_not_retried(
         ("faostat", ["--years", "2020,last"], "faostat-qcl: expected --years as comma-separated integers"),
         ("ilostat", ["--indicator", "UNE_DEAP_SEX_AGE_RT_A", "--base-url", "htp://x"], "expected base_url"),
         ("open_meteo", ["--base-url", "ftp://x"], "open-meteo-peru-coffee: expected base_url"),
-        ("osm", ["--timeout", "0"], "osm-BJ: expected timeout_s as an integer ≥ 1, found 0"),
+        ("osm", ["--timeout", "0"], "osm-bj: expected timeout_s as an integer ≥ 1, found 0"),
         ("retention", ["--ledger-days", "0"], "retention: expected ledger_days as an integer ≥ 1, found 0"),
     ],
 )
@@ -144,11 +145,15 @@ def test_file_urls_only_where_allowed() -> None:
 
 
 def test_command_line_lists_and_dates() -> None:
-    assert parse_positive_ints("openaq", "--locations", "2178, 8118") == [2178, 8118]
+    assert from_text("--locations", list[int] | None, "2178, 8118") == [2178, 8118]
+    assert from_text("--countries", list[str], "BEN, TGO") == ["BEN", "TGO"]
+    assert from_text("--regions", list[dict[str, float]], '[{"x": 1}]') == [{"x": 1}]
     assert parse_date("sot", "--date", DAY) == date(2026, 11, 22)
-    for text in ("", "1,,2", "-1", "1.5", "0"):
-        with pytest.raises(ConfigurationError, match="--locations"):
-            parse_positive_ints("openaq", "--locations", text)
+    for text in ("", "1,,2", "1.5", "x"):
+        with pytest.raises(ValueError, match="expected --locations as comma-separated integers"):
+            from_text("--locations", list[int], text)
+    with pytest.raises(ValueError, match="expected --regions as a JSON list"):
+        from_text("--regions", list[dict[str, float]], "{}")
     for text in ("20261122", "2026-11-22T00:00", "yesterday"):
         with pytest.raises(ConfigurationError, match="--date"):
             parse_date("sot", "--date", text)

@@ -18,7 +18,7 @@ from pytest_httpserver import HTTPServer
 
 from flows.ilostat import ingest_ilostat, main
 from headwater.errors import FetchError, NotFoundError
-from headwater.sources.ilostat import error_text, indicator_url, instance_name, parse_csv
+from headwater.sources.ilostat import error_text, indicator_url, parse_csv
 from tests.helpers import ledger_runs, query
 from tests.recorded import fixture_bytes
 
@@ -29,7 +29,7 @@ ERROR_400 = "ilostat/rplumber_error_400_invalid_dataset.json"
 PATH = "/data/indicator/"
 AREAS = ["KEN", "USA", "X01"]
 QUERY = f"id={UNE}&ref_area=KEN+USA+X01&type=code&format=.csv"  # a literal '+' between areas
-INSTANCE = instance_name(UNE)
+INSTANCE = "ilostat-une-deap-sex-age-rt-a"
 
 
 def recorded_rows() -> list[dict[str, str]]:

@@ -286,7 +286,10 @@ def test_bad_parameters_fail_before_any_request(home: Path, httpserver: HTTPServ
 
 
 def test_base_url_from_settings(configure: Any, httpserver: HTTPServer) -> None:
-    configure(open_meteo_base_url=httpserver.url_for("/"), open_meteo_database="weather_test")
+    configure(
+        base_urls=json.dumps({"open_meteo": httpserver.url_for("/")}),
+        databases=json.dumps({"open_meteo": "weather_test"}),
+    )
     serve(httpserver)
     outcome = ingest_open_meteo("greenwich", [GREENWICH])
     assert isinstance(outcome, BatchOutcome)

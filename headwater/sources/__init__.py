@@ -13,21 +13,16 @@ from headwater.sources.openaq import OPENAQ
 from headwater.sources.osm import OSM
 from headwater.sources.sot.contract import SOT
 from headwater.sources.worldbank import WORLDBANK
-from headwater.spec import SourceSpec
+from headwater.spec import DeclaredSource, SourceSpec
+
+DECLARED: tuple[DeclaredSource, ...] = (SOT, WORLDBANK, FAOSTAT, ILOSTAT, OSM, OPEN_METEO, OPENAQ, FX, COFFEE)
+"""Every source declared in code (``headwater/sources/<name>.py``), in the order health lists them."""
 
 
 def registered_sources(settings: Settings | None = None) -> list[tuple[SourceSpec, str]]:
     """Every source Headwater ingests, with the ClickHouse database it loads into."""
     settings = settings or get_settings()
     return [
-        (SOT, settings.sot_database),
-        (WORLDBANK, settings.worldbank_database),
-        (FAOSTAT, settings.faostat_database),
-        (ILOSTAT, settings.ilostat_database),
-        (OSM, settings.osm_database),
-        (OPEN_METEO, settings.open_meteo_database),
-        (OPENAQ, settings.openaq_database),
-        (FX, settings.fx_database),
-        (COFFEE, settings.markets_database),
+        *((source, source.database_in(settings)) for source in DECLARED),
         *((source_spec(s), s.database) for s in load_config(settings.file_sources_path).values()),
     ]

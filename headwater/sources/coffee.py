@@ -44,12 +44,15 @@ from typing import Any
 
 import pandera.polars as pa
 import polars as pl
+from pydantic import Field, field_validator
 
 from headwater.api_batch import FetchResult
 from headwater.errors import FetchError
 from headwater.http import get, make_client
+from headwater.params import NonNegative
 from headwater.providers import Provider, run_chain
-from headwater.spec import SourceSpec
+from headwater.settings import get_settings
+from headwater.spec import ApiCall, ApiSource, SourceParams, UrlParam
 from headwater.tables import MERGE, TableSpec
 
 DEFAULT_SYMBOL = "KC"
@@ -98,27 +101,10 @@ class CoffeePrices(pa.DataFrameModel):
         coerce = True
 
 
-COFFEE = SourceSpec(
-    name="coffee",
-    partition_columns=("symbol",),
-    tables={
-        "coffee_prices": TableSpec(
-            "coffee_prices",
-            CoffeePrices,
-            key=("price_date", "symbol"),
-            write_mode=MERGE,
-            partition_expr="toYYYYMM(price_date)",
-        )
-    },
+COFFEE_PRICES = TableSpec(
+    "coffee_prices", CoffeePrices, key=("price_date", "symbol"), write_mode=MERGE, partition_expr="toYYYYMM(price_date)"
 )
-
-SCHEMA: dict[str, Any] = {
-    "price_date": pl.Date,
-    "symbol": pl.String,
-    "price_usd_per_lb": pl.Float64,
-    "is_fallback": pl.Boolean,
-    "fallback_as_of": pl.Date,
-}
+SCHEMA = {c: t for c, t in COFFEE_PRICES.polars_schema.items() if c != "provider"}  # a provider's frame
 
 
 def to_frame(symbol: str, prices: dict[date, float], fallback_as_of: date | None = None) -> pl.DataFrame:
@@ -264,3 +250,55 @@ def fetch_prices(
         }
     frame = chain.frame.select("price_date", "symbol", "price_usd_per_lb", "provider", "is_fallback", "fallback_as_of")
     return FetchResult(frames={"coffee_prices": frame}, notes=notes)
+
+
+class CoffeeParams(SourceParams):
+    """Fetch the last sessions' coffee prices from the first provider that answers and merge them into the history.
+
+    Yahoo first, then Stooq; when both fail, one row for today carries the static ICO
+    composite benchmark, marked ``is_fallback`` with its ``fallback_as_of`` date. Failed
+    providers and any disagreement between Yahoo and Stooq are in the run's notes.
+    ``symbol`` is the partition; the instance is ``coffee-prices`` for KC.
+    """
+
+    symbol: str = Field(default=DEFAULT_SYMBOL, description=f"market symbol, one of {', '.join(sorted(YAHOO_TICKERS))}")
+    yahoo_url: str | None = Field(default=None, description="Yahoo Finance chart API root (default: public)")
+    stooq_url: str | None = Field(default=None, description="Stooq CSV download root (default: public)")
+    tolerance: NonNegative | None = Field(
+        default=None, description="relative difference that counts as a disagreement (default from settings)"
+    )
+
+    @field_validator("symbol")
+    @classmethod
+    def _known_symbol(cls, value: str) -> str:
+        if value not in YAHOO_TICKERS or value not in STOOQ_TICKERS:
+            raise ValueError(f"expected a symbol in {', '.join(sorted(YAHOO_TICKERS))}, found {value!r}")
+        return value
+
+    @property
+    def suffix(self) -> str:
+        """The instance name's tail: none for the default symbol."""
+        return "" if self.symbol == DEFAULT_SYMBOL else f"-{self.symbol.lower()}"
+
+
+def fetch(call: ApiCall[CoffeeParams]) -> FetchResult:
+    """The run's batch: the first provider's prices (or the dated static fallback), with the chain's account."""
+    p = call.params
+    tolerance = get_settings().provider_disagreement_tolerance if p.tolerance is None else p.tolerance
+    return fetch_prices(call.label, dict(call.urls), tolerance=tolerance, symbol=p.symbol, instance=call.instance)
+
+
+COFFEE = ApiSource(
+    name="coffee",
+    title="Coffee prices",
+    flow_name="ingest-coffee",
+    run_name="coffee {symbol}",
+    summary="Ingest coffee futures prices (Yahoo, Stooq, else the ICO constant) into markets.coffee_prices.",
+    database="markets",
+    params=CoffeeParams,
+    instance="coffee-prices{suffix}",
+    urls=(UrlParam("yahoo_url", "yahoo", YAHOO_BASE_URL), UrlParam("stooq_url", "stooq", STOOQ_BASE_URL)),
+    partition_columns=("symbol",),
+    tables={"coffee_prices": COFFEE_PRICES},
+    fetch=fetch,
+)

@@ -20,10 +20,12 @@ import io
 
 import pandera.polars as pa
 import polars as pl
+from pydantic import Field, field_validator
 
 from headwater.errors import FetchError
 from headwater.http import get, make_client
-from headwater.spec import SourceSpec
+from headwater.params import Codes, PositiveInts
+from headwater.spec import ApiCall, ApiSource, SourceParams, UrlParam
 from headwater.tables import TableSpec
 
 DEFAULT_BASE_URL = "https://fenixservices.fao.org/faostat/api/v1"
@@ -81,31 +83,8 @@ class Production(pa.DataFrameModel):
         coerce = True
 
 
-FAOSTAT = SourceSpec(
-    name="faostat",
-    partition_columns=("domain_code", "requested_area"),
-    tables={
-        "production": TableSpec("production", Production, key=("area_code", "element_code", "item_code", "year")),
-    },
-)
-
-SCHEMA: dict[str, type[pl.DataType]] = {
-    "domain_code": pl.String,
-    "requested_area": pl.String,
-    "domain": pl.String,
-    "area_code": pl.String,
-    "area": pl.String,
-    "element_code": pl.String,
-    "element": pl.String,
-    "item_code": pl.String,
-    "item": pl.String,
-    "year": pl.Int64,
-    "unit": pl.String,
-    "value": pl.Float64,
-    "flag": pl.String,
-    "flag_description": pl.String,
-    "note": pl.String,
-}
+PRODUCTION = TableSpec("production", Production, key=("area_code", "element_code", "item_code", "year"))
+SCHEMA = PRODUCTION.polars_schema
 
 
 def data_url(base_url: str, domain: str = DOMAIN) -> str:
@@ -164,7 +143,7 @@ def parse_csv(source: str, url: str, body: bytes, requested_area: str) -> pl.Dat
         pl.lit(requested_area).alias("requested_area"),
         year.alias("year"),
         value.alias("value"),
-        *(pl.col(c).fill_null("") for c, t in SCHEMA.items() if t is pl.String and c != "requested_area"),
+        *(pl.col(c).fill_null("") for c, t in SCHEMA.items() if t == pl.String and c != "requested_area"),
     )
     return frame.select(pl.col(c).cast(t) for c, t in SCHEMA.items())
 
@@ -182,3 +161,66 @@ def fetch_production(
     with make_client() as client:
         response = get(source, url, params=data_params(area, elements, items, years), client=client)
     return {"production": parse_csv(source, str(response.url), response.content, area)}
+
+
+class FaostatParams(SourceParams):
+    """Download one area's QCL production CSV and replace its partition.
+
+    ``area`` is a FAOSTAT area code (``53`` Benin, ``100`` India); with the domain it is
+    the partition, so each run is a full snapshot of that area (for the elements, items
+    and years asked for) and a rerun on the same response is ``unchanged``. No items or
+    years means all of them. The instance is ``faostat-qcl`` for the default area and
+    ``faostat-qcl-<area>`` for any other, so each area has its own circuit breaker.
+    """
+
+    area: str = Field(default=DEFAULT_AREA, description=f"FAOSTAT area code (Benin is {DEFAULT_AREA}, India 100)")
+    elements: Codes | None = Field(default=None, description="element codes (default 2312,2413,2510)")
+    items: Codes | None = Field(default=None, description="item codes (default all)")
+    years: PositiveInts | None = Field(default=None, description="years (default all)")
+    base_url: str | None = Field(default=None, description="data service root (default: the public API)")
+
+    @field_validator("area")
+    @classmethod
+    def _one_area(cls, value: str) -> str:
+        if not value.strip() or "," in value:
+            raise ValueError(f"expected one FAOSTAT area code, found {value!r}")
+        return value
+
+    @property
+    def domain_code(self) -> str:
+        """The partition's domain (always QCL)."""
+        return DOMAIN
+
+    @property
+    def requested_area(self) -> str:
+        """The partition's area."""
+        return self.area
+
+    @property
+    def area_suffix(self) -> str:
+        """``""`` for the default area, else ``-<area>`` (the instance name's tail)."""
+        return "" if self.area == DEFAULT_AREA else f"-{self.area}"
+
+
+def fetch(call: ApiCall[FaostatParams]) -> dict[str, pl.DataFrame]:
+    """The run's batch: the area's production CSV."""
+    p = call.params
+    return fetch_production(
+        call.label, call.url, p.area, tuple(p.elements or DEFAULT_ELEMENTS), tuple(p.items or ()), tuple(p.years or ())
+    )
+
+
+FAOSTAT = ApiSource(
+    name="faostat",
+    title="FAOSTAT",
+    flow_name="ingest-faostat",
+    run_name="faostat qcl area {area}",
+    summary="Ingest FAOSTAT crops and livestock production of one area into ClickHouse (faostat.production).",
+    database="faostat",
+    params=FaostatParams,
+    instance="faostat-qcl{area_suffix}",
+    urls=(UrlParam("base_url", "faostat", DEFAULT_BASE_URL),),
+    partition_columns=("domain_code", "requested_area"),
+    tables={"production": PRODUCTION},
+    fetch=fetch,
+)

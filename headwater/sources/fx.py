@@ -41,12 +41,15 @@ from typing import Any
 
 import pandera.polars as pa
 import polars as pl
+from pydantic import Field, field_validator
 
 from headwater.api_batch import FetchResult
 from headwater.errors import FetchError
 from headwater.http import get, make_client
+from headwater.params import NonNegative
 from headwater.providers import Provider, run_chain
-from headwater.spec import SourceSpec
+from headwater.settings import get_settings
+from headwater.spec import ApiCall, ApiSource, SourceParams, UrlParam
 from headwater.tables import MERGE, TableSpec
 
 DEFAULT_BASE = "EUR"
@@ -72,21 +75,10 @@ class Rates(pa.DataFrameModel):
         coerce = True
 
 
-FX = SourceSpec(
-    name="fx",
-    partition_columns=("base",),
-    tables={
-        "rates": TableSpec(
-            "rates",
-            Rates,
-            key=("rate_date", "base", "quote"),
-            write_mode=MERGE,
-            partition_expr="toYYYYMM(rate_date)",
-        )
-    },
+RATES = TableSpec(
+    "rates", Rates, key=("rate_date", "base", "quote"), write_mode=MERGE, partition_expr="toYYYYMM(rate_date)"
 )
-
-SCHEMA: dict[str, Any] = {"rate_date": pl.Date, "base": pl.String, "quote": pl.String, "rate": pl.Float64}
+SCHEMA = {c: RATES.polars_schema[c] for c in ("rate_date", "base", "quote", "rate")}  # a provider's frame
 
 
 def to_frame(rows: list[tuple[date, str, str, float]]) -> pl.DataFrame:
@@ -245,3 +237,60 @@ def fetch_rates(
     )
     frame = chain.frame.select("rate_date", "base", "quote", "rate", "provider")
     return FetchResult(frames={"rates": frame}, notes={"providers": chain.notes()})
+
+
+class FxParams(SourceParams):
+    """Fetch the latest reference rates from the first provider that answers and merge them into the base's history.
+
+    The chain (ECB, then Frankfurter, then open.er-api) records every failed provider
+    and compares the winner with the next provider that answers; both land in the
+    run's notes (META.json and the ledger). ``base`` is the partition; the instance is
+    ``fx-rates`` for EUR and ``fx-rates-<base>`` otherwise.
+    """
+
+    base: str = Field(default=DEFAULT_BASE, description="base currency, a 3-letter code (the partition)")
+    ecb_url: str | None = Field(default=None, description="ECB root (default: the public site)")
+    frankfurter_url: str | None = Field(default=None, description="Frankfurter API root (default: public)")
+    erapi_url: str | None = Field(default=None, description="open.er-api.com root (default: public)")
+    tolerance: NonNegative | None = Field(
+        default=None, description="relative difference that counts as a disagreement (default from settings)"
+    )
+
+    @field_validator("base")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not CURRENCY.match(value):
+            raise ValueError(f"expected a 3-letter currency code as base, found {value!r}")
+        return value
+
+    @property
+    def suffix(self) -> str:
+        """The instance name's tail: none for the default base."""
+        return "" if self.base == DEFAULT_BASE else f"-{self.base.lower()}"
+
+
+def fetch(call: ApiCall[FxParams]) -> FetchResult:
+    """The run's batch: the first provider's rates, with the chain's account."""
+    p = call.params
+    tolerance = get_settings().provider_disagreement_tolerance if p.tolerance is None else p.tolerance
+    return fetch_rates(call.label, dict(call.urls), tolerance=tolerance, base=p.base, instance=call.instance)
+
+
+FX = ApiSource(
+    name="fx",
+    title="FX reference rates",
+    flow_name="ingest-fx",
+    run_name="fx {base}",
+    summary="Ingest the latest FX reference rates (ECB, Frankfurter, else open.er-api) into markets.rates.",
+    database="markets",
+    params=FxParams,
+    instance="fx-rates{suffix}",
+    urls=(
+        UrlParam("ecb_url", "ecb", ECB_BASE_URL),
+        UrlParam("frankfurter_url", "frankfurter", FRANKFURTER_BASE_URL),
+        UrlParam("erapi_url", "erapi", ERAPI_BASE_URL),
+    ),
+    partition_columns=("base",),
+    tables={"rates": RATES},
+    fetch=fetch,
+)

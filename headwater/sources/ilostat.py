@@ -25,10 +25,11 @@ from urllib.parse import quote
 
 import pandera.polars as pa
 import polars as pl
+from pydantic import Field, field_validator
 
 from headwater.errors import FetchError
 from headwater.http import get, make_client
-from headwater.spec import SourceSpec
+from headwater.spec import ApiCall, ApiSource, SourceParams, UrlParam
 from headwater.tables import TableSpec
 
 DEFAULT_BASE_URL = "https://rplumber.ilo.org"
@@ -67,43 +68,17 @@ class IndicatorValues(pa.DataFrameModel):
         coerce = True
 
 
-ILOSTAT = SourceSpec(
-    name="ilostat",
-    partition_columns=("dataset_id",),
-    tables={
-        "indicator_values": TableSpec(
-            "indicator_values",
-            IndicatorValues,
-            key=("indicator", "ref_area", "source", "sex", "classif1", "classif2", "time"),
-        )
-    },
+INDICATOR_VALUES = TableSpec(
+    "indicator_values", IndicatorValues, key=("indicator", "ref_area", "source", "sex", "classif1", "classif2", "time")
 )
 
-SCHEMA: dict[str, type[pl.DataType]] = {
-    "dataset_id": pl.String,
-    "indicator": pl.String,
-    "ref_area": pl.String,
-    "source": pl.String,
-    "sex": pl.String,
-    "classif1": pl.String,
-    "classif2": pl.String,
-    "time": pl.String,
-    "obs_value": pl.Float64,
-    "obs_status": pl.String,
-    "note_classif": pl.String,
-    "note_indicator": pl.String,
-    "note_source": pl.String,
-}
+
+SCHEMA = INDICATOR_VALUES.polars_schema
 
 
 def indicator_of(dataset_id: str) -> str:
     """The rows' ``indicator`` of a dataset id: the id without its frequency suffix."""
     return FREQUENCY_SUFFIX.sub("", dataset_id)
-
-
-def instance_name(dataset_id: str) -> str:
-    """The source instance of a dataset, as its deployment is named (``ilostat-une-deap-sex-age-rt-a``)."""
-    return "ilostat-" + dataset_id.lower().replace("_", "-")
 
 
 def indicator_url(base_url: str, dataset_id: str, ref_areas: tuple[str, ...]) -> str:
@@ -159,7 +134,7 @@ def parse_csv(source: str, url: str, body: bytes, dataset_id: str) -> pl.DataFra
         pl.lit(dataset_id).alias("dataset_id"),
         value.alias("obs_value"),
         *(pl.lit("").alias(c) for c in OPTIONAL_COLUMNS if c not in columns),
-    ).with_columns(pl.col(c).fill_null("") for c, t in SCHEMA.items() if t is pl.String)
+    ).with_columns(pl.col(c).fill_null("") for c, t in SCHEMA.items() if t == pl.String)
     return frame.select(pl.col(c).cast(t) for c, t in SCHEMA.items())
 
 
@@ -169,3 +144,71 @@ def fetch_indicator(source: str, base_url: str, dataset_id: str, ref_areas: tupl
     with make_client() as client:
         response = get(source, url, client=client)
     return {"indicator_values": parse_csv(source, str(response.url), response.content, dataset_id)}
+
+
+class IlostatParams(SourceParams):
+    """Download one dataset's code-style CSV for the reference areas and replace its partition.
+
+    ``indicator`` is the rplumber dataset id with its frequency (``UNE_DEAP_SEX_AGE_RT_A``;
+    the employment vertical's defaults are in ``EMPLOYMENT_INDICATORS``). It is the
+    partition: each run is a full snapshot of it for the areas asked for (default BEN),
+    so a rerun on the same response is ``unchanged`` and adds no rows.
+    """
+
+    indicator: str = Field(description="rplumber dataset id with its frequency, e.g. UNE_DEAP_SEX_AGE_RT_A")
+    ref_areas: list[str] | None = Field(default=None, description="reference area codes like BEN or X01 (default BEN)")
+    base_url: str | None = Field(default=None, description="rplumber root (default: the public API)")
+
+    @field_validator("indicator")
+    @classmethod
+    def _dataset_id(cls, value: str) -> str:
+        if not DATASET_ID.match(value):
+            raise ValueError(f"expected a dataset id like UNE_DEAP_SEX_AGE_RT_A, found {value!r}")
+        return value
+
+    @field_validator("ref_areas")
+    @classmethod
+    def _areas(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        areas = [a.strip().upper() for a in value if a.strip()]
+        bad = [a for a in areas if not REF_AREA.match(a)]
+        if bad or not areas:
+            raise ValueError(f"expected reference area codes like BEN or X01, found {bad or value!r}")
+        return areas
+
+    @property
+    def dataset_id(self) -> str:
+        """The partition: the dataset id."""
+        return self.indicator
+
+    @property
+    def slug(self) -> str:
+        """The dataset id as an instance name part (``une-deap-sex-age-rt-a``)."""
+        return self.indicator.lower().replace("_", "-")
+
+    @property
+    def chosen_areas(self) -> tuple[str, ...]:
+        """The reference areas asked for, else the default."""
+        return tuple(self.ref_areas or DEFAULT_REF_AREAS)
+
+
+def fetch(call: ApiCall[IlostatParams]) -> dict[str, pl.DataFrame]:
+    """The run's batch: the dataset for the chosen reference areas."""
+    return fetch_indicator(call.label, call.url, call.params.indicator, call.params.chosen_areas)
+
+
+ILOSTAT = ApiSource(
+    name="ilostat",
+    title="ILOSTAT",
+    flow_name="ingest-ilostat",
+    run_name="ilostat {indicator}",
+    summary="Ingest one ILOSTAT dataset for a list of countries into ClickHouse (ilostat.indicator_values).",
+    database="ilostat",
+    params=IlostatParams,
+    instance="ilostat-{slug}",
+    urls=(UrlParam("base_url", "ilostat", DEFAULT_BASE_URL),),
+    partition_columns=("dataset_id",),
+    tables={"indicator_values": INDICATOR_VALUES},
+    fetch=fetch,
+)

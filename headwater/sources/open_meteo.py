@@ -52,11 +52,12 @@ from urllib.parse import urlencode
 
 import pandera.polars as pa
 import polars as pl
+from pydantic import Field, field_validator
 
-from headwater.errors import ConfigurationError, FetchError
+from headwater.errors import FetchError
 from headwater.http import get, make_client
 from headwater.logs import run_logger
-from headwater.spec import SourceSpec
+from headwater.spec import ApiCall, ApiSource, SourceParams, UrlParam
 from headwater.tables import TableSpec
 
 DEFAULT_BASE_URL = "https://api.open-meteo.com"
@@ -166,66 +167,35 @@ class WeatherHourly(pa.DataFrameModel):
         coerce = True
 
 
-OPEN_METEO = SourceSpec(
-    name="open_meteo",
-    partition_columns=("region_set",),
-    tables={
-        "weather_current": TableSpec("weather_current", WeatherCurrent, key=("region", "observed_at")),
-        "weather_hourly": TableSpec("weather_hourly", WeatherHourly, key=("region", "time")),
-    },
-)
-
-_UTC_MS = pl.Datetime("ms", "UTC")
-CURRENT_SCHEMA: dict[str, pl.DataType] = {
-    "region_set": pl.String(),
-    "region": pl.String(),
-    "latitude": pl.Float64(),
-    "longitude": pl.Float64(),
-    "grid_latitude": pl.Float64(),
-    "grid_longitude": pl.Float64(),
-    "elevation": pl.Float64(),
-    "observed_at": _UTC_MS,
-    "interval_s": pl.Int64(),
-    **{name: pl.Int64() if name in INTEGER_VARIABLES else pl.Float64() for name in CURRENT_VARIABLES},
-}
-HOURLY_SCHEMA: dict[str, pl.DataType] = {
-    "region_set": pl.String(),
-    "region": pl.String(),
-    "time": _UTC_MS,
-    **{name: pl.Float64() for name in HOURLY_VARIABLES},
-}
+WEATHER_CURRENT = TableSpec("weather_current", WeatherCurrent, key=("region", "observed_at"))
+WEATHER_HOURLY = TableSpec("weather_hourly", WeatherHourly, key=("region", "time"))
 
 
-def instance_name(region_set: str) -> str:
-    """The source instance of a region set, as its deployment is named (``open-meteo-peru-coffee``)."""
-    return f"open-meteo-{region_set}"
-
-
-def parse_regions(label: str, regions: Sequence[Mapping[str, Any]] | None) -> tuple[Region, ...]:
+def parse_regions(regions: Sequence[Mapping[str, Any]] | None) -> tuple[Region, ...]:
     """Regions from ``[{name, latitude, longitude}, …]`` (default: ``DEFAULT_REGIONS``).
 
     Names must be unique (they are the tables' key) and coordinates in range; anything
-    else raises ConfigurationError before any request is sent.
+    else raises ValueError before any request is sent.
     """
     if regions is None:
         return DEFAULT_REGIONS
     parsed: list[Region] = []
     for entry in regions:
         if not isinstance(entry, Mapping) or set(entry) != {"name", "latitude", "longitude"}:
-            raise ConfigurationError(label, f"expected regions as {{name, latitude, longitude}}, found {entry!r}")
+            raise ValueError(f"expected regions as {{name, latitude, longitude}}, found {entry!r}")
         name, latitude, longitude = entry["name"], entry["latitude"], entry["longitude"]
         numbers_ok = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (latitude, longitude))
         if not (isinstance(name, str) and name.strip()) or not numbers_ok:
-            raise ConfigurationError(label, f"expected a non-empty name and numeric coordinates, found {entry!r}")
+            raise ValueError(f"expected a non-empty name and numeric coordinates, found {entry!r}")
         if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
-            raise ConfigurationError(label, f"expected latitude in -90..90 and longitude in -180..180, found {entry!r}")
+            raise ValueError(f"expected latitude in -90..90 and longitude in -180..180, found {entry!r}")
         parsed.append(Region(name.strip(), float(latitude), float(longitude)))
     if not parsed:
-        raise ConfigurationError(label, "expected at least one region, found none")
+        raise ValueError("expected at least one region, found none")
     names = [r.name for r in parsed]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ConfigurationError(label, f"expected unique region names, found {', '.join(duplicates)} more than once")
+        raise ValueError(f"expected unique region names, found {', '.join(duplicates)} more than once")
     return tuple(parsed)
 
 
@@ -347,12 +317,7 @@ def parse_forecast(
 
 def to_frames(current: list[dict[str, Any]], hourly: list[dict[str, Any]]) -> dict[str, pl.DataFrame]:
     """The rows of every region as the two tables' frames."""
-    return {
-        "weather_current": pl.DataFrame(current, schema=CURRENT_SCHEMA)
-        if current
-        else pl.DataFrame(schema=CURRENT_SCHEMA),
-        "weather_hourly": pl.DataFrame(hourly, schema=HOURLY_SCHEMA) if hourly else pl.DataFrame(schema=HOURLY_SCHEMA),
-    }
+    return {"weather_current": WEATHER_CURRENT.frame(current), "weather_hourly": WEATHER_HOURLY.frame(hourly)}
 
 
 def fetch_forecasts(
@@ -379,3 +344,66 @@ def fetch_forecasts(
             hourly.extend(rows)
     logger.info("%s: %s region(s), %s hourly row(s)", source, len(current), len(hourly))
     return to_frames(current, hourly)
+
+
+class OpenMeteoParams(SourceParams):
+    """Fetch current conditions and the hourly forecast of every region and replace the set's partition.
+
+    ``regions`` (``[{name, latitude, longitude}, …]``) defaults to Peru's coffee regions
+    (``DEFAULT_REGIONS``); ``region_set`` names the list and is the partition of both
+    ``weather_current`` and ``weather_hourly``. A new forecast supersedes the last one,
+    so each run is a full snapshot of the set (the latest reading and the next
+    ``forecast_hours`` hours per region), and a rerun on the same responses is
+    ``unchanged`` and adds no rows. A different list under the same name replaces that
+    set's snapshot; give a new list a new name to keep both.
+    """
+
+    region_set: str = Field(default=DEFAULT_REGION_SET, description="name of the region list (the partition)")
+    regions: list[dict[str, Any]] | None = Field(
+        default=None,
+        description='the regions, [{"name", "latitude", "longitude"}, …] (default: Peru\'s coffee regions)',
+    )
+    base_url: str | None = Field(default=None, description="API root (default: the public API)")
+    forecast_hours: int = Field(default=DEFAULT_FORECAST_HOURS, description="hours of forecast per region")
+
+    @field_validator("region_set")
+    @classmethod
+    def _region_set_name(cls, value: str) -> str:
+        if not REGION_SET.match(value):
+            raise ValueError(f"expected a region set name like peru-coffee (a-z, 0-9, '-'), found {value!r}")
+        return value
+
+    @field_validator("regions", mode="before")
+    @classmethod
+    def _regions(cls, value: Any) -> Any:
+        parse_regions(value)
+        return value
+
+    @field_validator("forecast_hours")
+    @classmethod
+    def _hours(cls, value: int) -> int:
+        if not 1 <= value <= MAX_FORECAST_HOURS:
+            raise ValueError(f"expected forecast_hours in 1..{MAX_FORECAST_HOURS}, found {value}")
+        return value
+
+
+def fetch(call: ApiCall[OpenMeteoParams]) -> dict[str, pl.DataFrame]:
+    """The run's batch: one forecast request per region of the set."""
+    p = call.params
+    return fetch_forecasts(call.label, call.url, p.region_set, parse_regions(p.regions), p.forecast_hours)
+
+
+OPEN_METEO = ApiSource(
+    name="open_meteo",
+    title="Open-Meteo",
+    flow_name="ingest-open-meteo",
+    run_name="open-meteo {region_set}",
+    summary="Ingest Open-Meteo current weather and hourly forecasts of a region set into ClickHouse (weather.*).",
+    database="weather",
+    params=OpenMeteoParams,
+    instance="open-meteo-{region_set}",
+    urls=(UrlParam("base_url", "open_meteo", DEFAULT_BASE_URL),),
+    partition_columns=("region_set",),
+    tables={"weather_current": WEATHER_CURRENT, "weather_hourly": WEATHER_HOURLY},
+    fetch=fetch,
+)

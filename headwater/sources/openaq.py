@@ -22,13 +22,15 @@ from typing import Any
 
 import httpx
 import pandera.polars as pa
-import polars as pl
 from pandera.engines.polars_engine import DateTime
+from pydantic import Field, model_validator
 
 from headwater.api_batch import FetchResult
 from headwater.errors import FetchError, HeadwaterError
 from headwater.http import get, make_client, paginate
-from headwater.spec import SourceSpec
+from headwater.params import PositiveInts
+from headwater.settings import get_settings
+from headwater.spec import ApiCall, ApiSource, SourceParams, UrlParam
 from headwater.tables import MERGE, TableSpec
 
 DEFAULT_BASE_URL = "https://api.openaq.org"
@@ -72,36 +74,20 @@ class QuarantinedMeasurement(Measurement):
     reason: str = pa.Field(str_length={"min_value": 1})
 
 
-OPENAQ = SourceSpec(
-    name="openaq",
-    partition_columns=("location_set",),
-    tables={
-        "measurements": TableSpec(
-            "measurements",
-            Measurement,
-            key=("sensor_id", "datetime_from"),
-            write_mode=MERGE,
-            partition_expr="toYYYYMM(datetime_from)",
-        ),
-        "measurements_quarantine": TableSpec(
-            "measurements_quarantine",
-            QuarantinedMeasurement,
-            key=("sensor_id", "datetime_from"),
-            write_mode=MERGE,
-            partition_expr="toYYYYMM(datetime_from)",
-        ),
-    },
+MEASUREMENTS = TableSpec(
+    "measurements",
+    Measurement,
+    key=("sensor_id", "datetime_from"),
+    write_mode=MERGE,
+    partition_expr="toYYYYMM(datetime_from)",
 )
-
-SCHEMA: dict[str, pl.DataType] = {
-    "location_id": pl.Int64(),
-    "sensor_id": pl.Int64(),
-    "parameter": pl.String(),
-    "units": pl.String(),
-    "value": pl.Float64(),
-    "datetime_from": pl.Datetime("ms", "UTC"),
-    "datetime_to": pl.Datetime("ms", "UTC"),
-}
+QUARANTINE = TableSpec(
+    "measurements_quarantine",
+    QuarantinedMeasurement,
+    key=("sensor_id", "datetime_from"),
+    write_mode=MERGE,
+    partition_expr="toYYYYMM(datetime_from)",
+)
 
 
 def location_set_name(locations: tuple[int, ...]) -> str:
@@ -257,11 +243,65 @@ def fetch_measurements(
     total = len(rows)
     return FetchResult(
         frames={
-            "measurements": pl.DataFrame(kept, schema=SCHEMA),
-            "measurements_quarantine": pl.DataFrame(quarantined, schema={**SCHEMA, "reason": pl.String()}),
+            "measurements": MEASUREMENTS.frame(kept),
+            "measurements_quarantine": QUARANTINE.frame(quarantined),
         },
         rows_rejected=len(quarantined),
         quality_score=round(len(kept) / total, 4) if total else 1.0,
         notes={"state": new_cursors, "duplicates_in_response": duplicates} if new_cursors or duplicates else {},
         failures=failures,
     )
+
+
+class OpenAqParams(SourceParams):
+    """Fetch measurements newer than each sensor's cursor, quarantine out-of-range values, merge the rest.
+
+    A second run fetches only what is newer (``datetime_from`` = the cursor) and adds no
+    duplicate: the table is a ReplacingMergeTree on (sensor_id, datetime_from). The
+    location set (default: named after the locations, ``seed`` for the configured ones)
+    is the partition and names the instance, whose cursors it keeps.
+    """
+
+    locations: PositiveInts | None = Field(
+        default=None, description="OpenAQ location ids (default HEADWATER_OPENAQ_LOCATIONS)"
+    )
+    location_set: str | None = Field(default=None, description="name of the location set (default: from the ids)")
+    base_url: str | None = Field(default=None, description="API root (default: the public API)")
+
+    @property
+    def chosen_locations(self) -> tuple[int, ...]:
+        """The locations asked for, else the configured ones."""
+        return tuple(self.locations or get_settings().openaq_locations)
+
+    @property
+    def set_name(self) -> str:
+        """The instance name part: ``location_set``, else derived from the ids."""
+        return self.location_set or location_set_name(self.chosen_locations)
+
+    @model_validator(mode="after")
+    def _name_the_set(self) -> OpenAqParams:
+        self.location_set = self.set_name  # the partition
+        return self
+
+
+def fetch(call: ApiCall[OpenAqParams]) -> FetchResult:
+    """The run's batch: every sensor's measurements newer than its cursor."""
+    return fetch_measurements(call.label, call.url, call.params.chosen_locations, call.state, call.api_key)
+
+
+OPENAQ = ApiSource(
+    name="openaq",
+    title="OpenAQ",
+    flow_name="ingest-openaq",
+    run_name="openaq {location_set}",
+    summary="Ingest new OpenAQ measurements of the configured locations into ClickHouse (openaq.*).",
+    database="openaq",
+    params=OpenAqParams,
+    instance="openaq-{set_name}",
+    urls=(UrlParam("base_url", "openaq", DEFAULT_BASE_URL),),
+    partition_columns=("location_set",),
+    tables={"measurements": MEASUREMENTS, "measurements_quarantine": QUARANTINE},
+    fetch=fetch,
+    stateful=True,
+    api_key_block="openaq_api_key_block",
+)

@@ -33,11 +33,13 @@ from typing import Annotated, Any
 
 import pandera.polars as pa
 import polars as pl
+from pydantic import Field, field_validator
 
 from headwater.errors import FetchError
 from headwater.http import get, make_client
 from headwater.logs import run_logger
-from headwater.spec import SourceSpec
+from headwater.params import PositiveInt, one_of
+from headwater.spec import ApiCall, ApiSource, SourceParams, UrlParam
 from headwater.tables import TableSpec
 
 DEFAULT_BASE_URL = "https://overpass-api.de/api/interpreter"
@@ -51,27 +53,6 @@ TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 _ISO_CODE = re.compile(r"^[A-Za-z]{2}$")
 _AREA_ID = re.compile(r"^\d+$")
-
-# Columns every layer shares, after the layer's own tag column; nullable ones are None
-# when the output mode does not carry them (bounds only with ``out geom``, meta only with
-# ``out meta``).
-_COMMON_SCHEMA: dict[str, pl.DataType] = {
-    "name": pl.String(),
-    "lat": pl.Float64(),
-    "lon": pl.Float64(),
-    "min_lat": pl.Float64(),
-    "min_lon": pl.Float64(),
-    "max_lat": pl.Float64(),
-    "max_lon": pl.Float64(),
-    "geometry": pl.String(),
-    "members": pl.String(),
-    "tags": pl.String(),
-    "version": pl.Int64(),
-    "timestamp": pl.Datetime("ms", "UTC"),
-    "changeset": pl.Int64(),
-    "user": pl.String(),
-    "uid": pl.Int64(),
-}
 
 
 class OsmFeature(pa.DataFrameModel):
@@ -121,15 +102,11 @@ class Amenities(OsmFeature):
 
 _KEY = ("element_type", "element_id")
 
-OSM = SourceSpec(
-    name="osm",
-    partition_columns=("area",),
-    tables={
-        "buildings": TableSpec("buildings", Buildings, key=_KEY),
-        "landuse": TableSpec("landuse", Landuse, key=_KEY),
-        "amenities": TableSpec("amenities", Amenities, key=_KEY),
-    },
-)
+LAYER_TABLES = {
+    "buildings": TableSpec("buildings", Buildings, key=_KEY),
+    "landuse": TableSpec("landuse", Landuse, key=_KEY),
+    "amenities": TableSpec("amenities", Amenities, key=_KEY),
+}
 
 
 def normalise_area(area: str) -> str | None:
@@ -312,14 +289,7 @@ def to_rows(
 
 def to_frame(layer: str, rows: list[dict[str, Any]]) -> pl.DataFrame:
     """A layer's rows as its table's frame."""
-    schema: dict[str, pl.DataType] = {
-        "area": pl.String(),
-        "element_type": pl.String(),
-        "element_id": pl.Int64(),
-        LAYERS[layer]: pl.String(),
-        **_COMMON_SCHEMA,
-    }
-    return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
+    return LAYER_TABLES[layer].frame(rows)
 
 
 def fetch_layers(
@@ -351,3 +321,84 @@ def fetch_layers(
             logger.info("%s %s: %s feature(s)", source, layer, len(rows))
             frames[layer] = to_frame(layer, rows)
     return frames
+
+
+class OsmParams(SourceParams):
+    """Query each layer of the area on Overpass and replace the area's partition of its table.
+
+    The area (ISO 3166-1 code such as ``BJ``, or an Overpass area id) is the partition:
+    each run is a full snapshot of its layers, so a rerun on the same responses is
+    ``unchanged`` and adds no rows. Layers not asked for are left as they are; a subset
+    of layers is its own instance (``osm-bj-amenities``).
+    """
+
+    area: str = Field(default=DEFAULT_AREA, description="ISO 3166-1 code or Overpass area id")
+    layers: list[str] | None = Field(default=None, description=f"layers, of {', '.join(LAYERS)} (default all)")
+    base_url: str | None = Field(default=None, description="Overpass interpreter URL (default: the public one)")
+    geometry: str = Field(default="center", description=f"output geometry, {' or '.join(GEOMETRIES)}")
+    meta: bool = Field(default=False, description="also version, timestamp, changeset and user")
+    timeout_s: PositiveInt = Field(
+        default=DEFAULT_TIMEOUT_S,
+        description="Overpass query timeout, seconds",
+        json_schema_extra={"flag": "--timeout"},
+    )
+
+    @field_validator("area")
+    @classmethod
+    def _area(cls, value: str) -> str:
+        normalised = normalise_area(value)
+        if normalised is None:
+            raise ValueError(f"expected an ISO 3166-1 alpha-2 code or an Overpass area id, found {value!r}")
+        return normalised
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, value: list[str] | None) -> list[str] | None:
+        unknown = [layer for layer in value or () if layer not in LAYERS]
+        if unknown:
+            raise ValueError(f"expected layers in {', '.join(LAYERS)}, found {', '.join(unknown)}")
+        return value
+
+    @field_validator("geometry")
+    @classmethod
+    def _geometry(cls, value: str) -> str:
+        return one_of("geometry", value, GEOMETRIES)
+
+    @property
+    def chosen_layers(self) -> tuple[str, ...]:
+        """The layers asked for, in contract order (one instance per subset)."""
+        return tuple(layer for layer in LAYERS if layer in (self.layers or LAYERS))
+
+    @property
+    def instance_key(self) -> str:
+        """``bj`` for every layer of the area, ``bj-amenities`` for a subset."""
+        name = normalise_area(self.area) or self.area
+        chosen = self.chosen_layers
+        return "-".join([name.lower(), *(() if set(chosen) == set(LAYERS) else chosen)])
+
+    @property
+    def excluded_tables(self) -> frozenset[str]:
+        """The layers not asked for."""
+        return frozenset(LAYERS) - set(self.chosen_layers)
+
+
+def fetch(call: ApiCall[OsmParams]) -> dict[str, pl.DataFrame]:
+    """The run's batch: one Overpass query per chosen layer."""
+    p = call.params
+    return fetch_layers(call.label, call.url, p.area, p.chosen_layers, p.timeout_s, p.geometry, p.meta)
+
+
+OSM = ApiSource(
+    name="osm",
+    title="OpenStreetMap",
+    flow_name="ingest-osm",
+    run_name="osm {area}",
+    summary="Ingest OpenStreetMap buildings, land use and amenities of an area into ClickHouse (osm.*).",
+    database="osm",
+    params=OsmParams,
+    instance="osm-{instance_key}",
+    urls=(UrlParam("base_url", "osm", DEFAULT_BASE_URL),),
+    partition_columns=("area",),
+    tables=LAYER_TABLES,
+    fetch=fetch,
+)

@@ -12,10 +12,12 @@ from typing import Any
 import httpx
 import pandera.polars as pa
 import polars as pl
+from pydantic import Field, field_validator
 
 from headwater.errors import FetchError
 from headwater.http import get, make_client, paginate
-from headwater.spec import SourceSpec
+from headwater.params import Codes, PositiveInt, one_of
+from headwater.spec import ApiCall, ApiSource, SourceParams, UrlParam
 from headwater.tables import TableSpec
 
 DEFAULT_BASE_URL = "https://api.worldbank.org"
@@ -63,13 +65,36 @@ class IndicatorValues(pa.DataFrameModel):
         coerce = True
 
 
-WORLDBANK = SourceSpec(
-    name="worldbank",
-    partition_columns=("vertical",),
-    tables={
-        "indicator_values": TableSpec("indicator_values", IndicatorValues, key=("indicator_id", "country_id", "year"))
-    },
-)
+INDICATOR_VALUES = TableSpec("indicator_values", IndicatorValues, key=("indicator_id", "country_id", "year"))
+
+
+class WorldBankParams(SourceParams):
+    """Fetch every page of the vertical's indicators for the countries and replace its partition.
+
+    The vertical (agriculture, employment, business) is the partition: each run is a full
+    snapshot of it, so a rerun on the same responses is ``unchanged`` and adds no rows.
+    """
+
+    vertical: str = Field(description=f"the vertical, one of {', '.join(VERTICALS)} (the partition)")
+    countries: Codes | None = Field(default=None, description="ISO3 country codes (default BEN)")
+    indicators: Codes | None = Field(default=None, description="indicator ids (default: the vertical's)")
+    base_url: str | None = Field(default=None, description="API root (default: the public API)")
+    per_page: PositiveInt = Field(default=PER_PAGE, description="records per page")
+
+    @field_validator("vertical")
+    @classmethod
+    def _known_vertical(cls, value: str) -> str:
+        return one_of("a vertical", value, VERTICALS)
+
+    @property
+    def chosen_countries(self) -> tuple[str, ...]:
+        """The countries asked for, else the default."""
+        return tuple(self.countries or DEFAULT_COUNTRIES)
+
+    @property
+    def chosen_indicators(self) -> tuple[str, ...]:
+        """The indicators asked for, else the vertical's."""
+        return tuple(self.indicators or VERTICALS[self.vertical])
 
 
 def indicator_url(base_url: str, countries: tuple[str, ...], indicator: str) -> str:
@@ -92,7 +117,7 @@ def parse_page(source: str, url: str, body: Any) -> tuple[list[dict[str, Any]], 
 
 def to_frame(vertical: str, records: list[dict[str, Any]]) -> pl.DataFrame:
     """Normalise indicator records into the table's frame."""
-    return pl.DataFrame(
+    return INDICATOR_VALUES.frame(
         {
             "vertical": [vertical] * len(records),
             "indicator_id": [r["indicator"]["id"] for r in records],
@@ -105,19 +130,6 @@ def to_frame(vertical: str, records: list[dict[str, Any]]) -> pl.DataFrame:
             "unit": [r.get("unit") or "" for r in records],
             "obs_status": [r.get("obs_status") or "" for r in records],
             "decimal": [int(r.get("decimal") or 0) for r in records],
-        },
-        schema={
-            "vertical": pl.String,
-            "indicator_id": pl.String,
-            "indicator_name": pl.String,
-            "country_id": pl.String,
-            "country_iso3": pl.String,
-            "country_name": pl.String,
-            "year": pl.Int64,
-            "value": pl.Float64,
-            "unit": pl.String,
-            "obs_status": pl.String,
-            "decimal": pl.Int64,
         },
     )
 
@@ -144,3 +156,25 @@ def fetch_indicators(
             for batch in paginate(page):
                 records.extend(batch)
     return {"indicator_values": to_frame(vertical, records)}
+
+
+def fetch(call: ApiCall[WorldBankParams]) -> dict[str, pl.DataFrame]:
+    """The run's batch: every indicator of the vertical for the chosen countries."""
+    p = call.params
+    return fetch_indicators(call.label, call.url, p.vertical, p.chosen_countries, p.chosen_indicators, p.per_page)
+
+
+WORLDBANK = ApiSource(
+    name="worldbank",
+    title="World Bank",
+    flow_name="ingest-worldbank",
+    run_name="worldbank {vertical}",
+    summary="Ingest World Bank indicators of one vertical into ClickHouse (worldbank.indicator_values).",
+    database="worldbank",
+    params=WorldBankParams,
+    instance="worldbank-{vertical}",
+    urls=(UrlParam("base_url", "worldbank", DEFAULT_BASE_URL),),
+    partition_columns=("vertical",),
+    tables={"indicator_values": INDICATOR_VALUES},
+    fetch=fetch,
+)

@@ -6,13 +6,17 @@ The columns, types, nullability, keys and rules are those of the contract
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pandera.polars as pa
 import polars as pl
 from pandera.engines.polars_engine import DateTime
+from pydantic import Field, field_validator, model_validator
 
-from headwater.spec import SourceSpec
+from headwater.catchup import scheduled_date
+from headwater.params import EXPORT_SCHEMES, PositiveInt, one_of
+from headwater.settings import get_settings
+from headwater.spec import ExportSource, SourceParams, UrlParam
 from headwater.tables import TableSpec
 
 UTC_MS = {"time_unit": "ms", "time_zone": "UTC"}
@@ -91,8 +95,58 @@ class RawMoneyFlows(SotTable):
     tx_count: int = pa.Field(ge=0)
 
 
-SOT = SourceSpec(
+def default_processing_date() -> date:
+    """The day a deployment run was scheduled for (UTC), else today (UTC).
+
+    A late run caught up after downtime loads the export of the day it was scheduled
+    for, not of the day it happens to run.
+    """
+    scheduled = scheduled_date()
+    return (scheduled or datetime.now(UTC)).date()
+
+
+class SotParams(SourceParams):
+    """Ingest the SOT export of ``network`` for ``processing_date`` (default: the scheduled day, UTC).
+
+    Loads every contract table except the excluded ones into the ``sot`` database,
+    replacing that network's partition for that date atomically. An export whose
+    manifest equals the last loaded version is recorded ``unchanged`` and loads nothing.
+    """
+
+    network: str = Field(description="the network, one of HEADWATER_SOT_NETWORKS (ethereum, bitcoin, torus)")
+    processing_date: date | None = Field(
+        default=None,
+        description="the export's day (default: the scheduled day, UTC)",
+        json_schema_extra={"flag": "--date"},
+    )
+    window_days: PositiveInt = Field(default=195, description="the export's window, which its manifest must state")
+    base_url: str | None = Field(default=None, description="http(s):// or file:// root of the exports")
+
+    @field_validator("network")
+    @classmethod
+    def _known_network(cls, value: str) -> str:
+        return one_of("a network", value, get_settings().sot_networks)
+
+    @model_validator(mode="after")
+    def _scheduled_day(self) -> SotParams:
+        if self.processing_date is None:
+            self.processing_date = default_processing_date()
+        return self
+
+
+SOT = ExportSource(
     name="sot",
+    title="SOT daily exports",
+    flow_name="ingest-sot",
+    run_name="sot {network} {processing_date}",
+    summary="Download, verify, validate and load one SOT export into ClickHouse.",
+    database="sot",
+    params=SotParams,
+    instance="sot-{network}",
+    urls=(UrlParam("base_url", "sot", None, EXPORT_SCHEMES),),
+    url_template="{base_url}/{network}/{processing_date}",
+    constants=("window_days",),
+    excluded=lambda settings: settings.sot_excluded_tables,
     partition_columns=("network", "processing_date"),
     constant_columns=("window_days",),
     date_column="processing_date",
