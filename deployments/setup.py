@@ -4,14 +4,19 @@
 nothing. The queues replace the Celery queues of the systems Headwater replaces (one
 per vertical, plus ``sot`` and ``maintenance``); the ``headwater-warehouse-writes``
 limit bounds how many runs publish into the warehouse at once (``load-batch`` takes a
-slot), so a ClickHouse server is not swamped by every worker at 01:00.
+slot), so a ClickHouse server is not swamped by every worker at 01:00. A queue's
+description is derived from ``prefect.yaml``: what the deployments routed to it run.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
+import yaml
 from prefect import get_client
 from prefect.client.schemas.actions import (
     GlobalConcurrencyLimitCreate,
@@ -23,11 +28,16 @@ from prefect.exceptions import ObjectNotFound
 from prefect.workers.process import ProcessWorker
 
 from blocks.warehouse import WAREHOUSE_WRITES
+from headwater.settings import get_settings
+from headwater.sources import DECLARED
 
 
 @dataclass(frozen=True)
 class QueueSpec:
-    """A work queue of a pool (priorities are unique within a pool; 1 is served first)."""
+    """A work queue of a pool (priorities are unique within a pool; 1 is served first).
+
+    ``description`` is filled in from ``prefect.yaml`` (``describe_queues``), never by hand.
+    """
 
     name: str
     priority: int
@@ -50,22 +60,54 @@ POOLS = (
         name="headwater",
         description="Headwater ingestion flows (process workers).",
         queues=(
-            QueueSpec("sot", priority=1, description="SOT daily exports"),
-            QueueSpec("agriculture", priority=2, description="Agriculture vertical (FAOSTAT, World Bank)"),
-            QueueSpec("realestate", priority=3, description="Real estate vertical (OpenStreetMap)"),
-            QueueSpec("employment", priority=4, description="Employment vertical (ILOSTAT, World Bank)"),
-            QueueSpec("business", priority=5, description="Business vertical (World Bank)"),
-            QueueSpec("maintenance", priority=6, concurrency_limit=1, description="Health checks and retention"),
-            QueueSpec("environment", priority=7, description="Air quality (OpenAQ)"),
-            QueueSpec(
-                "filedrop", priority=8, concurrency_limit=1, description="File-drop watcher (on-arrival file sources)"
-            ),
+            QueueSpec("sot", priority=1),
+            QueueSpec("agriculture", priority=2),
+            QueueSpec("realestate", priority=3),
+            QueueSpec("employment", priority=4),
+            QueueSpec("business", priority=5),
+            QueueSpec("maintenance", priority=6, concurrency_limit=1),
+            QueueSpec("environment", priority=7),
+            QueueSpec("filedrop", priority=8, concurrency_limit=1),
         ),
     ),
 )
 
 
 GLOBAL_LIMITS: dict[str, int] = {WAREHOUSE_WRITES: 2}
+
+
+def deployments_config(path: Path | None = None) -> list[dict[str, Any]]:
+    """The deployments of ``prefect.yaml`` (``HEADWATER_PREFECT_YAML``)."""
+    text = (path or get_settings().prefect_yaml).read_text()
+    return list(yaml.safe_load(text).get("deployments") or [])
+
+
+def what_runs(deployment: Mapping[str, Any]) -> str:
+    """How a queue's description names a deployment: its source's title, a file source, or its name."""
+    module = Path(str(deployment["entrypoint"]).split(":")[0]).stem
+    declared = {source.name: source.title for source in DECLARED}
+    if module in declared:
+        return declared[module]
+    if module == "filedrop":
+        return f"{deployment['parameters']['source']} files"
+    return str(deployment["name"])
+
+
+def describe_queues(pools: tuple[PoolSpec, ...], deployments: list[dict[str, Any]]) -> tuple[PoolSpec, ...]:
+    """The pools with each queue described by what its deployments run (``Runs World Bank, FAOSTAT``)."""
+    described = []
+    for pool in pools:
+        queues = []
+        for queue in pool.queues:
+            routed = [
+                what_runs(d)
+                for d in deployments
+                if d["work_pool"]["name"] == pool.name and d["work_pool"].get("work_queue_name") == queue.name
+            ]
+            text = "Runs " + ", ".join(dict.fromkeys(routed)) if routed else "No deployment routed here"
+            queues.append(replace(queue, description=text))
+        described.append(replace(pool, queues=tuple(queues)))
+    return tuple(described)
 
 
 def ensure_global_limits(limits: dict[str, int] = GLOBAL_LIMITS) -> list[str]:
@@ -87,8 +129,9 @@ def ensure_global_limits(limits: dict[str, int] = GLOBAL_LIMITS) -> list[str]:
     return changes
 
 
-def ensure_pools(pools: tuple[PoolSpec, ...] = POOLS) -> list[str]:
-    """Create or update every pool and queue; returns what changed, one line each."""
+def ensure_pools(pools: tuple[PoolSpec, ...] | None = None) -> list[str]:
+    """Create or update every pool and queue (described from ``prefect.yaml``); returns what changed, one line each."""
+    pools = pools or describe_queues(POOLS, deployments_config())
     changes: list[str] = []
     with get_client(sync_client=True) as client:
         for pool in pools:

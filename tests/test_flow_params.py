@@ -19,11 +19,10 @@ from prefect import Flow, Task
 from blocks.ledger import open_ledger
 from devtools.export_server import ExportServer
 from devtools.generate import write_export
-from headwater.cli import run_flow_cli
+from headwater.cli import from_text, run_flow_cli
 from headwater.errors import ConfigurationError
 from headwater.ledger import LOADED, PARTIAL
 from headwater.outcome import BatchOutcome
-from headwater.cli import from_text
 from headwater.params import EXPORT_SCHEMES, check_url, parse_date
 from headwater.settings import get_settings
 from tests.helpers import ledger_runs

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -15,10 +19,16 @@ from prefect_sqlalchemy import SqlAlchemyConnector
 from pydantic import SecretStr
 
 from blocks.warehouse import ClickHouseWarehouse
+from deployments.setup import POOLS, PoolSpec, describe_queues
 from devtools.export_server import ExportServer
 from devtools.generate import write_export
 from flows.sot import ingest_sot
-from headwater.settings import get_settings
+from headwater.errors import ConfigurationError
+from headwater.settings import Settings, get_settings
+from headwater.sources import DECLARED
+from headwater.sources.sot.contract import SOT
+from headwater.sources.worldbank import WORLDBANK
+from headwater.spec import DeclaredSource, check_params
 from tests.helpers import ledger_runs, manifest_rows
 from tests.prefect_server import REPO
 
@@ -161,3 +171,112 @@ def test_the_layer_check_catches_an_upward_import() -> None:
     assert upward_imports("headwater", "def f():\n    from tasks.load import load_batch\n") == ["tasks.load"]
     assert upward_imports("tasks", "import flows.sot\nfrom headwater import events\n") == ["flows.sot"]
     assert upward_imports("flows", "from tasks.pipeline import run_batch\n") == []
+
+
+def declaration_problems(
+    deployments: list[dict[str, Any]],
+    sources: tuple[DeclaredSource[Any], ...] = DECLARED,
+    pools: tuple[PoolSpec, ...] = POOLS,
+) -> list[str]:
+    """What breaks the hidden rules between declarations, ``prefect.yaml`` and the queues.
+
+    A source deployment's runs must record the deployment's name as their instance (health
+    and freshness join the two), every deployment's queue must exist, and every declared
+    source must have a deployment.
+    """
+    problems = []
+    queues = {(pool.name, queue.name) for pool in pools for queue in pool.queues}
+    by_module = {source.name: source for source in sources}
+    deployed = set()
+    for deployment in deployments:
+        name, pool = deployment["name"], deployment["work_pool"]
+        if (pool["name"], pool.get("work_queue_name")) not in queues:
+            problems.append(f"{name}: queue {pool.get('work_queue_name')!r} is not in deployments/setup.py")
+        module = Path(deployment["entrypoint"].split(":")[0]).stem
+        parameters = deployment.get("parameters") or {}
+        if module == "filedrop":
+            instance = parameters.get("source")
+        elif module in by_module:
+            source = by_module[module]
+            deployed.add(source.name)
+            try:
+                instance = source.instance_of(check_params(source, parameters))
+            except ConfigurationError as error:
+                problems.append(f"{name}: {error}")
+                continue
+        else:
+            continue
+        if instance != name:
+            problems.append(f"{name}: its runs record instance {instance!r}, not the deployment's name")
+    problems += [f"{s.name}: no deployment in prefect.yaml" for s in sources if s.name not in deployed]
+    return problems
+
+
+def test_every_deployment_runs_the_instance_it_is_named_after_on_a_known_queue() -> None:
+    assert declaration_problems(DEPLOYMENTS) == []
+
+
+def test_the_declaration_check_catches_a_broken_declaration() -> None:
+    broken = replace(WORLDBANK, instance="wb-{vertical}")
+    deployments = [dict(d) for d in DEPLOYMENTS if not d["entrypoint"].startswith("flows/osm.py")]
+    deployments[0] = {**deployments[0], "work_pool": {"name": "headwater", "work_queue_name": "nowhere"}}
+    sources = tuple(broken if s is WORLDBANK else s for s in DECLARED)
+    problems = declaration_problems(deployments, sources)
+    assert f"{deployments[0]['name']}: queue 'nowhere' is not in deployments/setup.py" in problems
+    assert "worldbank-agriculture: its runs record instance 'wb-agriculture', not the deployment's name" in problems
+    assert "osm: no deployment in prefect.yaml" in problems
+
+
+def test_queue_descriptions_are_derived_from_the_deployments() -> None:
+    assert all(not queue.description for pool in POOLS for queue in pool.queues), "written by hand in setup.py"
+    described = {q.name: q.description for pool in describe_queues(POOLS, DEPLOYMENTS) for q in pool.queues}
+    assert described["agriculture"].startswith("Runs World Bank, FAOSTAT, Open-Meteo")
+    assert "OpenAQ" in described["environment"]
+    assert all(text.startswith("Runs ") for text in described.values()), described
+
+
+def test_every_declared_source_has_a_database_urls_and_described_parameters() -> None:
+    settings = get_settings()
+    for source in DECLARED:
+        assert source.database_in(settings) == source.database, source.name
+        assert source.title, source.name
+        assert source.summary, source.name
+        assert source.params.__doc__, source.name
+        for url in source.urls:
+            assert url.param in source.params.model_fields, f"{source.name}: {url.param} is not a parameter"
+            assert url.default or source is SOT, f"{source.name}: {url.param} has no public default"
+        for name, field in source.params.model_fields.items():
+            assert field.description, f"{source.name}: parameter {name} has no description"
+        assert set(source.partition_columns) <= {n for n in dir(source.params) if not n.startswith("_")} | set(
+            source.params.model_fields
+        ), f"{source.name}: a partition column is neither parameter nor property"
+
+
+def test_per_source_settings_are_maps_keyed_by_source(configure: Callable[..., None]) -> None:
+    configure(base_urls='{"worldbank": "http://127.0.0.1:1/wb"}', sot_base_url="file:///srv/exports")
+    settings = get_settings()
+    assert settings.base_urls == {"worldbank": "http://127.0.0.1:1/wb", "sot": "file:///srv/exports"}
+    assert not any(name.endswith(("_base_url", "_database")) for name in Settings.model_fields)
+
+
+README_FLAG = re.compile(r"(?<![\w/])(?:python -m )?flows\.(\w+)((?:\s+\[?--[\w-]+[^`|\n]*)*)")
+
+
+def _flags_in_docs() -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for path in (REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))):
+        for module, rest in README_FLAG.findall(path.read_text()):
+            found.setdefault(module, set()).update(re.findall(r"--[a-z][\w-]*", rest))
+    return found
+
+
+def test_every_flag_the_docs_show_exists(capsys: pytest.CaptureFixture[str]) -> None:
+    shown = _flags_in_docs()
+    assert shown["sot"] >= {"--network", "--date", "--base-url"}
+    for module, flags in shown.items():
+        main = importlib.import_module(f"flows.{module}").main
+        with pytest.raises(SystemExit):
+            main(["--help"])
+        help_text = capsys.readouterr().out
+        missing = sorted(f for f in flags if f not in help_text)
+        assert missing == [], f"python -m flows.{module} has no {missing}"
