@@ -114,6 +114,27 @@ class ExportServer:
         with self._server.lock:
             self._server.faults[f"{PREFIX}/{relative_path.lstrip('/')}"].extend(statuses)
 
+    def fail_path(self, path: str, *statuses: int) -> None:
+        """Answer the next requests for the absolute ``path`` (e.g. a replayed API path) with ``statuses``."""
+        with self._server.lock:
+            self._server.faults[path].extend(statuses)
+
+    @property
+    def replayed_paths(self) -> list[str]:
+        """The paths answered by replays, in registration order."""
+        with self._server.lock:
+            return list(self._server.replays)
+
+    def alter_replies(self, alter: Callable[[Reply], Reply]) -> None:
+        """Pass every replayed reply through ``alter`` from now on (e.g. a truncated body, a 404)."""
+
+        def altered(responder: Responder) -> Responder:
+            return lambda query: alter(responder(query))
+
+        with self._server.lock:
+            for path, responder in self._server.replays.items():
+                self._server.replays[path] = altered(responder)
+
     @property
     def root_url(self) -> str:
         """The server's root URL (replayed API paths hang off it)."""

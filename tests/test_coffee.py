@@ -152,18 +152,6 @@ def test_crafted_difference_between_yahoo_and_stooq_is_a_disagreement(
     assert event == PROVIDERS_DISAGREE
 
 
-def test_503_with_retry_after_is_retried_and_a_second_run_is_unchanged(home: Path, httpserver: HTTPServer) -> None:
-    httpserver.expect_oneshot_request(YAHOO_PATH).respond_with_data("busy", status=503, headers={"Retry-After": "1"})
-    serve_yahoo(httpserver)
-    serve_stooq(httpserver, crafted_stooq([("2020-01-02", 1524.5)]))
-    first = run(httpserver)
-    assert requests_to(httpserver, YAHOO_PATH) == [503, 200]
-    assert first.duration_s >= 1.0
-    second = run(httpserver)
-    assert (first.status, second.status) == ("loaded", "unchanged")
-    assert [r["status"] for r in ledger_runs(INSTANCE)] == ["loaded", "unchanged"]
-
-
 def test_parsers_on_the_recorded_shapes() -> None:
     frame = parse_yahoo("coffee-kc", "u", fixture_json(YAHOO_GC))
     assert frame.to_dicts() == [

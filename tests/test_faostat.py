@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
-from flows.faostat import ingest_faostat, main
-from headwater.errors import FetchError, NotFoundError
+from flows.faostat import ingest_faostat
+from headwater.errors import FetchError
 from headwater.sources.faostat import data_params
 from tests.helpers import ledger_runs, query
 from tests.recorded import fixture_bytes
@@ -78,14 +78,6 @@ def test_rows_and_types_match_the_recorded_csv(home: Path, httpserver: HTTPServe
     assert (types["year"], types["value"], types["requested_area"]) == ("Int64", "Nullable(Float64)", "String")
 
 
-def test_second_run_on_the_same_response_adds_no_rows(home: Path, httpserver: HTTPServer) -> None:
-    _serve_recorded(httpserver)
-    first, second = _run(httpserver), _run(httpserver)
-    assert (first.status, second.status) == ("loaded", "unchanged")
-    assert query("SELECT count() FROM faostat.production")[0][0] == first.rows_by_table["production"] == 50
-    assert [r["status"] for r in ledger_runs(INSTANCE)] == ["loaded", "unchanged"]
-
-
 def test_error_status_fails_clearly(home: Path, httpserver: HTTPServer) -> None:
     # No FAOSTAT error body was recorded; the status alone drives the failure.
     httpserver.expect_request(PATH).respond_with_data("", status=400)
@@ -111,32 +103,3 @@ def test_a_body_that_is_not_the_faostat_csv_fails_clearly(home: Path, httpserver
     [run] = ledger_runs(INSTANCE)
     assert (run["status"], run["error_kind"]) == ("failed", "fetch_failed")
     assert _no_table()
-
-
-def test_503_with_retry_after_is_retried(home: Path, httpserver: HTTPServer) -> None:
-    httpserver.expect_oneshot_request(PATH).respond_with_data("busy", status=503, headers={"Retry-After": "1"})
-    _serve_recorded(httpserver)
-    outcome = _run(httpserver)
-    assert outcome.status == "loaded"
-    assert [response.status_code for _, response in httpserver.log] == [503, 200]
-    assert outcome.duration_s >= 1.0  # Retry-After: 1 was honoured (test backoff is 0.01 s)
-
-
-def test_404_is_not_retried(home: Path, httpserver: HTTPServer) -> None:
-    httpserver.expect_request(PATH).respond_with_data("not here", status=404)
-    with pytest.raises(NotFoundError, match="HTTP 404"):
-        _run(httpserver)
-    assert len(httpserver.log) == 1
-
-
-def test_command_line_exit_codes(home: Path, httpserver: HTTPServer, capsys: pytest.CaptureFixture[str]) -> None:
-    _serve_recorded(httpserver)
-    url = httpserver.url_for("/")
-    assert main(["--area", INDIA, "--elements", ",".join(ELEMENTS), "--base-url", url]) == 0
-    assert capsys.readouterr().out.strip() == "faostat-qcl-100 QCL/100: loaded {'production': 50}"
-    httpserver.expect_request(f"/missing{PATH}").respond_with_data("not here", status=404)
-    assert main(["--area", "53", "--base-url", httpserver.url_for("/missing/")]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1
-    assert err[0].startswith("error: faostat-qcl QCL 53: http://")
-    assert err[0].endswith("HTTP 404 NOT FOUND")

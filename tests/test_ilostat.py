@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
-from flows.ilostat import ingest_ilostat, main
-from headwater.errors import FetchError, NotFoundError
+from flows.ilostat import ingest_ilostat
+from headwater.errors import FetchError
 from headwater.sources.ilostat import error_text, indicator_url, parse_csv
 from tests.helpers import ledger_runs, query
 from tests.recorded import fixture_bytes
@@ -82,14 +82,6 @@ def test_rows_and_types_match_the_recorded_csv(home: Path, httpserver: HTTPServe
     assert types["dataset_id"] == "String"
 
 
-def test_second_run_on_the_same_response_adds_no_rows(home: Path, httpserver: HTTPServer) -> None:
-    _serve_recorded(httpserver)
-    first, second = _run(httpserver), _run(httpserver)
-    assert (first.status, second.status) == ("loaded", "unchanged")
-    assert query("SELECT count() FROM ilostat.indicator_values")[0][0] == first.rows_by_table["indicator_values"]
-    assert [r["status"] for r in ledger_runs(INSTANCE)] == ["loaded", "unchanged"]
-
-
 def test_invalid_dataset_400_fails_clearly(home: Path, httpserver: HTTPServer) -> None:
     httpserver.expect_request(PATH, query_string="id=FOO_BAR_A&ref_area=BEN&type=code&format=.csv").respond_with_data(
         fixture_bytes(ERROR_400), status=400, content_type="application/json"
@@ -144,29 +136,3 @@ def test_url_sends_one_literal_plus_separated_ref_area_list() -> None:
         f"https://rplumber.ilo.org/data/indicator/?id={UNE}&ref_area=BEN&type=code&format=.csv"
     )
     assert indicator_url("http://h", UNE, ("BEN", "TGO")).endswith("ref_area=BEN+TGO&type=code&format=.csv")
-
-
-def test_503_with_retry_after_is_retried(home: Path, httpserver: HTTPServer) -> None:
-    httpserver.expect_oneshot_request(PATH).respond_with_data("busy", status=503, headers={"Retry-After": "1"})
-    _serve_recorded(httpserver)
-    outcome = _run(httpserver)
-    assert outcome.status == "loaded"
-    assert [response.status_code for _, response in httpserver.log] == [503, 200]
-    assert outcome.duration_s >= 1.0  # Retry-After: 1 was honoured (test backoff is 0.01 s)
-
-
-def test_404_is_not_retried(home: Path, httpserver: HTTPServer) -> None:
-    httpserver.expect_request(PATH).respond_with_data("not here", status=404)
-    with pytest.raises(NotFoundError, match="HTTP 404"):
-        _run(httpserver)
-    assert len(httpserver.log) == 1
-
-
-def test_command_line_exit_codes(home: Path, httpserver: HTTPServer, capsys: pytest.CaptureFixture[str]) -> None:
-    _serve_recorded(httpserver)
-    url = httpserver.url_for("/")
-    assert main(["--indicator", UNE, "--ref-areas", ",".join(AREAS), "--base-url", url]) == 0
-    assert capsys.readouterr().out.strip() == f"{INSTANCE} {UNE}: loaded {{'indicator_values': 52}}"
-    assert main(["--indicator", "not an id", "--base-url", url]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: ilostat: expected a dataset id like UNE_DEAP_SEX_AGE_RT_A, found 'not an id'"]

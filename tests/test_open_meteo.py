@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
-from flows.open_meteo import ingest_open_meteo, main
-from headwater.errors import ConfigurationError, FetchError, NotFoundError, SchemaViolation
+from flows.open_meteo import ingest_open_meteo
+from headwater.errors import ConfigurationError, FetchError, SchemaViolation
 from headwater.outcome import BatchOutcome
 from headwater.sources.open_meteo import DEFAULT_REGIONS, Region, forecast_url, parse_forecast
 from tests.helpers import ledger_runs, query
@@ -172,34 +172,6 @@ def test_rows_and_types_match_the_recorded_response(home: Path, httpserver: HTTP
     assert partition == [("(region_set)",)]
 
 
-def test_second_run_on_the_same_responses_adds_no_rows(home: Path, httpserver: HTTPServer) -> None:
-    serve(httpserver)
-    first, second = run(httpserver), run(httpserver)
-    assert (first.status, second.status) == ("loaded", "unchanged")
-    assert first.rows_by_table == {"weather_current": 1, "weather_hourly": 48}
-    counts = query("SELECT (SELECT count() FROM weather.weather_current), (SELECT count() FROM weather.weather_hourly)")
-    assert counts == [(1, 48)]
-    assert query("SELECT DISTINCT _batch_id FROM weather.weather_hourly") == [(first.batch_id,)]
-    assert [r["status"] for r in ledger_runs(INSTANCE)] == ["loaded", "unchanged"]
-    assert len(httpserver.log) == 2  # one request per region per run
-
-
-def test_503_with_retry_after_is_retried(home: Path, httpserver: HTTPServer) -> None:
-    httpserver.expect_oneshot_request(PATH).respond_with_data("busy", status=503, headers={"Retry-After": "1"})
-    serve(httpserver)
-    outcome = run(httpserver)
-    assert outcome.status == "loaded"
-    assert [response.status_code for _, response in httpserver.log] == [503, 200]
-    assert outcome.duration_s >= 1.0  # Retry-After: 1 honoured (test backoff is 0.01 s)
-
-
-def test_404_is_not_retried(home: Path, httpserver: HTTPServer) -> None:
-    httpserver.expect_request(PATH).respond_with_data("not here", status=404)
-    with pytest.raises(NotFoundError, match="HTTP 404"):
-        run(httpserver)
-    assert len(httpserver.log) == 1
-
-
 def test_400_error_envelope_fails_with_the_reason(home: Path, httpserver: HTTPServer) -> None:
     # Crafted: no Open-Meteo error response was recorded. This is the documented envelope
     # ({"error": true, "reason": ...}) with the reason the API gives for a bad latitude.
@@ -295,24 +267,3 @@ def test_base_url_from_settings(configure: Any, httpserver: HTTPServer) -> None:
     assert isinstance(outcome, BatchOutcome)
     assert outcome.status == "loaded"
     assert query("SELECT count() FROM weather_test.weather_hourly")[0][0] == 48
-
-
-def test_cli_exit_codes(home: Path, httpserver: HTTPServer, capsys: pytest.CaptureFixture[str]) -> None:
-    serve(httpserver)
-    args = ["--region-set", "greenwich", "--regions", json.dumps([GREENWICH]), "--base-url", httpserver.url_for("/")]
-    assert main(args) == 0
-    assert capsys.readouterr().out.strip() == (
-        "open-meteo-greenwich greenwich: loaded {'weather_current': 1, 'weather_hourly': 48}"
-    )
-    assert main(args) == 0
-    assert capsys.readouterr().out.strip().endswith(": unchanged {}")
-    httpserver.clear()
-    httpserver.expect_request(PATH).respond_with_data("not here", status=404)
-    assert main(args) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1
-    assert err[0].startswith(f"error: {INSTANCE}: http://")
-    assert "HTTP 404" in err[0]
-    assert main(["--regions", "Greenwich"]) == 2  # not JSON: a configuration error before any request
-    assert "expected --regions as a JSON list" in capsys.readouterr().err
-    assert len(httpserver.log) == 1

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
-from flows.osm import ingest_osm, main
-from headwater.errors import ConfigurationError, FetchError, NotFoundError
+from flows.osm import ingest_osm
+from headwater.errors import ConfigurationError, FetchError
 from headwater.sources.osm import LAYERS, layer_query, parse_response, to_rows
 from tests.helpers import ledger_runs, query
 from tests.recorded import fixture_bytes, fixture_json
@@ -200,22 +200,6 @@ def test_all_layers_in_one_batch_and_rerun_is_unchanged(home: Any, httpserver: H
     assert batch_ids == [(first.batch_id,)]
 
 
-def test_503_with_retry_after_is_retried(home: Any, httpserver: HTTPServer) -> None:
-    httpserver.expect_oneshot_request(PATH).respond_with_data("busy", status=503, headers={"Retry-After": "1"})
-    serve(httpserver, "amenities", CAFES)
-    outcome = run(httpserver, ["amenities"])
-    assert outcome.status == "loaded"
-    assert [response.status_code for _, response in httpserver.log] == [503, 200]
-    assert outcome.duration_s >= 1.0  # Retry-After: 1 honoured (test backoff is 0.01 s)
-
-
-def test_404_is_not_retried(home: Any, httpserver: HTTPServer) -> None:
-    httpserver.expect_request(PATH).respond_with_data("not here", status=404)
-    with pytest.raises(NotFoundError, match="HTTP 404"):
-        run(httpserver, ["amenities"])
-    assert len(httpserver.log) == 1
-
-
 def test_parse_rejects_what_is_not_an_overpass_document() -> None:
     with pytest.raises(FetchError, match="expected an Overpass JSON document"):
         parse_response("osm-bj", "http://x", [])
@@ -230,16 +214,3 @@ def test_bad_parameters_fail_before_any_request(home: Any, httpserver: HTTPServe
         ingest_osm("BJ", ["roads"], base_url=httpserver.url_for(PATH))
     assert len(httpserver.log) == 0
     assert set(LAYERS) == {"buildings", "landuse", "amenities"}
-
-
-def test_cli_exit_codes(home: Any, httpserver: HTTPServer, capsys: pytest.CaptureFixture[str]) -> None:
-    serve(httpserver, "amenities", CAFES)
-    assert main(["--layers", "amenities", "--base-url", httpserver.url_for(PATH)]) == 0
-    assert capsys.readouterr().out.strip() == "osm-bj-amenities BJ: loaded {'amenities': 103}"
-    httpserver.clear()
-    serve(httpserver, "amenities", REMARK)
-    assert main(["--layers", "amenities", "--base-url", httpserver.url_for(PATH)]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1
-    assert err[0].startswith("error: osm-bj-amenities BJ: http://")
-    assert "runtime error: Query timed out" in err[0]

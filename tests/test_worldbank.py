@@ -10,7 +10,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from flows.worldbank import ingest_worldbank
-from headwater.errors import FetchError, NotFoundError
+from headwater.errors import FetchError
 from tests.helpers import ledger_runs, query
 from tests.recorded import fixture_bytes, fixture_json
 
@@ -65,14 +65,6 @@ def test_rows_and_types_match_the_recorded_response(home: Path, httpserver: HTTP
     assert (types["year"], types["value"], types["country_id"]) == ("Int64", "Nullable(Float64)", "String")
 
 
-def test_second_run_on_the_same_responses_adds_no_rows(home: Path, httpserver: HTTPServer) -> None:
-    _serve_recorded(httpserver)
-    first, second = _run(httpserver), _run(httpserver)
-    assert (first.status, second.status) == ("loaded", "unchanged")
-    assert query("SELECT count() FROM worldbank.indicator_values")[0][0] == first.rows_by_table["indicator_values"]
-    assert [r["status"] for r in ledger_runs("worldbank-business")] == ["loaded", "unchanged"]
-
-
 def test_pagination_follows_meta_pages(home: Path, httpserver: HTTPServer) -> None:
     records = serve_pages(httpserver, 20)
     outcome = _run(httpserver, per_page=20)
@@ -101,22 +93,6 @@ def test_error_envelope_with_http_200_fails_clearly(home: Path, httpserver: HTTP
     assert (
         query("SELECT count() FROM system.tables WHERE database = 'worldbank' AND name = 'indicator_values'")[0][0] == 0
     )
-
-
-def test_503_with_retry_after_is_retried(home: Path, httpserver: HTTPServer) -> None:
-    httpserver.expect_oneshot_request(PATH).respond_with_data("busy", status=503, headers={"Retry-After": "1"})
-    serve_pages(httpserver, 1000)
-    outcome = _run(httpserver)
-    assert outcome.status == "loaded"
-    assert [response.status_code for _, response in httpserver.log] == [503, 200]
-    assert outcome.duration_s >= 1.0  # Retry-After: 1 was honoured (test backoff is 0.01 s)
-
-
-def test_404_is_not_retried(home: Path, httpserver: HTTPServer) -> None:
-    httpserver.expect_request(PATH).respond_with_data("not here", status=404)
-    with pytest.raises(NotFoundError, match="HTTP 404"):
-        _run(httpserver)
-    assert len(httpserver.log) == 1
 
 
 def test_records_null_means_no_data(home: Path, httpserver: HTTPServer) -> None:

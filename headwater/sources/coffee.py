@@ -47,6 +47,7 @@ import polars as pl
 from pydantic import Field, field_validator
 
 from headwater.api_batch import FetchResult
+from headwater.bodies import json_body
 from headwater.errors import FetchError
 from headwater.http import get, make_client
 from headwater.params import NonNegative
@@ -203,11 +204,7 @@ def providers(
         url = f"{urls['yahoo'].rstrip('/')}/v8/finance/chart/{YAHOO_TICKERS[symbol]}"
         with make_client() as client:
             response = get(source, url, params={"range": f"{SESSIONS}d", "interval": "1d"}, client=client)
-            try:
-                body = response.json()
-            except ValueError as error:
-                raise FetchError(source, str(response.url), f"answer is not JSON: {error}") from None
-            return parse_yahoo(source, str(response.url), body, symbol)
+            return parse_yahoo(source, str(response.url), json_body(source, response, "a chart JSON"), symbol)
 
     def stooq() -> pl.DataFrame:
         url = f"{urls['stooq'].rstrip('/')}/q/d/l/"

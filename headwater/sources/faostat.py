@@ -16,12 +16,11 @@ their leading zeros (``01371``).
 
 from __future__ import annotations
 
-import io
-
 import pandera.polars as pa
 import polars as pl
 from pydantic import Field, field_validator
 
+from headwater.bodies import csv_frame
 from headwater.errors import FetchError
 from headwater.http import get, make_client
 from headwater.params import Codes, PositiveInts
@@ -127,10 +126,7 @@ def _numbers(source: str, url: str, raw: pl.Series, dtype: type[pl.DataType], wh
 
 def parse_csv(source: str, url: str, body: bytes, requested_area: str) -> pl.DataFrame:
     """The ``production`` frame of one CSV response; anything but the expected header raises FetchError."""
-    try:
-        raw = pl.read_csv(io.BytesIO(body), infer_schema=False)
-    except pl.exceptions.PolarsError as error:
-        raise FetchError(source, url, f"expected a FAOSTAT CSV, found {body[:200]!r} ({error})") from error
+    raw = csv_frame(source, url, body, "a FAOSTAT CSV")
     if raw.columns != list(CSV_COLUMNS):
         raise FetchError(source, url, f"expected the CSV columns {list(CSV_COLUMNS)}, found {raw.columns[:20]}")
     raw = raw.rename(CSV_COLUMNS)

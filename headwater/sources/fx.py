@@ -44,6 +44,7 @@ import polars as pl
 from pydantic import Field, field_validator
 
 from headwater.api_batch import FetchResult
+from headwater.bodies import json_body
 from headwater.errors import FetchError
 from headwater.http import get, make_client
 from headwater.params import NonNegative
@@ -196,25 +197,18 @@ def providers(source: str, urls: dict[str, str], base: str = DEFAULT_BASE) -> li
         url = f"{urls['frankfurter'].rstrip('/')}/v1/latest"
         with make_client() as client:
             response = get(source, url, params={"base": base}, client=client)
-            return parse_frankfurter(source, str(response.url), _json(source, response), base)
+            return parse_frankfurter(source, str(response.url), json_body(source, response), base)
 
     def erapi() -> pl.DataFrame:
         url = f"{urls['erapi'].rstrip('/')}/v6/latest/{base}"
         with make_client() as client:
-            return parse_erapi(source, url, _json(source, get(source, url, client=client)), base)
+            return parse_erapi(source, url, json_body(source, get(source, url, client=client)), base)
 
     return [
         Provider("ecb", ecb, check_rates),
         Provider("frankfurter", frankfurter, check_rates),
         Provider("erapi", erapi, check_rates),
     ]
-
-
-def _json(source: str, response: Any) -> Any:
-    try:
-        return response.json()
-    except ValueError as error:
-        raise FetchError(source, str(response.url), f"answer is not JSON: {error}") from None
 
 
 def fetch_rates(

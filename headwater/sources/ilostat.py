@@ -18,7 +18,6 @@ Only ``type=code`` is supported: the label style (``ref_area.label``, …) is re
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from urllib.parse import quote
@@ -27,6 +26,7 @@ import pandera.polars as pa
 import polars as pl
 from pydantic import Field, field_validator
 
+from headwater.bodies import csv_frame
 from headwater.errors import FetchError
 from headwater.http import get, make_client
 from headwater.spec import ApiCall, ApiSource, SourceParams, UrlParam
@@ -109,10 +109,7 @@ def parse_csv(source: str, url: str, body: bytes, dataset_id: str) -> pl.DataFra
     error = error_text(body)
     if error is not None:
         raise FetchError(source, url, f"ILOSTAT API error: {error}")
-    try:
-        raw = pl.read_csv(io.BytesIO(body), infer_schema=False)
-    except pl.exceptions.PolarsError as failure:
-        raise FetchError(source, url, f"expected an rplumber CSV, found {body[:200]!r} ({failure})") from failure
+    raw = csv_frame(source, url, body, "an rplumber CSV")
     columns = set(raw.columns)
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     unknown = sorted(columns - set(REQUIRED_COLUMNS) - set(OPTIONAL_COLUMNS))

@@ -54,6 +54,7 @@ import pandera.polars as pa
 import polars as pl
 from pydantic import Field, field_validator
 
+from headwater.bodies import json_body
 from headwater.errors import FetchError
 from headwater.http import get, make_client
 from headwater.logs import run_logger
@@ -335,11 +336,7 @@ def fetch_forecasts(
         for region in regions:
             response = get(source, forecast_url(base_url, region, forecast_hours), client=client)
             url = str(response.url)
-            try:
-                body = response.json()
-            except ValueError as error:
-                raise FetchError(source, url, f"expected Open-Meteo JSON, found {response.text[:200]!r}") from error
-            row, rows = parse_forecast(source, url, region_set, region, body)
+            row, rows = parse_forecast(source, url, region_set, region, json_body(source, response, "Open-Meteo JSON"))
             current.append(row)
             hourly.extend(rows)
     logger.info("%s: %s region(s), %s hourly row(s)", source, len(current), len(hourly))

@@ -26,6 +26,7 @@ from pandera.engines.polars_engine import DateTime
 from pydantic import Field, model_validator
 
 from headwater.api_batch import FetchResult
+from headwater.bodies import json_body
 from headwater.errors import FetchError, HeadwaterError
 from headwater.http import get, make_client, paginate
 from headwater.params import PositiveInts
@@ -120,7 +121,7 @@ def location_sensors(
     """(sensor id, parameter, units) of every sensor of a location."""
     url = f"{base_url.rstrip('/')}/v3/locations/{location}"
     response = get(source, url, headers=headers, client=client)
-    results = _results(source, str(response.url), response.json())
+    results = _results(source, str(response.url), json_body(source, response, "OpenAQ JSON"))
     if not results:
         raise FetchError(source, str(response.url), f"location {location} not found")
     return [(int(s["id"]), s["parameter"]["name"], s["parameter"]["units"]) for s in results[0].get("sensors") or []]
@@ -143,7 +144,7 @@ def sensor_measurements(
         if since is not None:
             params["datetime_from"] = since.strftime("%Y-%m-%dT%H:%M:%SZ")
         response = get(source, url, params=params, headers=headers, client=client)
-        rows = _results(source, str(response.url), response.json())
+        rows = _results(source, str(response.url), json_body(source, response, "OpenAQ JSON"))
         return rows, number + 1 if len(rows) == limit else number  # a full page: ask for the next one
 
     records: list[dict[str, Any]] = []

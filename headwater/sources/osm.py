@@ -35,6 +35,7 @@ import pandera.polars as pa
 import polars as pl
 from pydantic import Field, field_validator
 
+from headwater.bodies import json_body
 from headwater.errors import FetchError
 from headwater.http import get, make_client
 from headwater.logs import run_logger
@@ -311,10 +312,7 @@ def fetch_layers(
             query = layer_query(area, layer, timeout_s, geometry, meta)
             response = get(source, base_url, params={"data": query}, client=client)
             url = str(response.url)
-            try:
-                body = response.json()
-            except ValueError as error:
-                raise FetchError(source, url, f"expected Overpass JSON, found {response.text[:200]!r}") from error
+            body = json_body(source, response, "Overpass JSON")
             rows, dropped = to_rows(source, url, area, layer, parse_response(source, url, body))
             if dropped:
                 logger.info("%s %s: dropped %s untagged element(s) (members, not features)", source, layer, dropped)

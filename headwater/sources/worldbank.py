@@ -14,6 +14,7 @@ import pandera.polars as pa
 import polars as pl
 from pydantic import Field, field_validator
 
+from headwater.bodies import json_body
 from headwater.errors import FetchError
 from headwater.http import get, make_client, paginate
 from headwater.params import Codes, PositiveInt, one_of
@@ -151,7 +152,7 @@ def fetch_indicators(
             def page(number: int, url: str = url, client: httpx.Client = client) -> tuple[list[dict[str, Any]], int]:
                 params = {"format": "json", "per_page": per_page, "page": number}
                 response = get(source, url, params=params, client=client)
-                return parse_page(source, str(response.url), response.json())
+                return parse_page(source, str(response.url), json_body(source, response, "World Bank JSON"))
 
             for batch in paginate(page):
                 records.extend(batch)
