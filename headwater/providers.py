@@ -28,16 +28,31 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import polars as pl
+from pydantic import Field
 
 from headwater import events
 from headwater.errors import FetchError, HeadwaterError
 from headwater.logs import run_logger
+from headwater.params import NonNegative
+from headwater.settings import get_settings
 
 PROVIDERS_DISAGREE = "headwater.providers.disagree"
 MAX_ERROR_CHARS = 500
+
+
+Tolerance = Annotated[
+    NonNegative | None,
+    Field(description="relative difference that is a disagreement (default HEADWATER_PROVIDER_DISAGREEMENT_TOLERANCE)"),
+]
+"""The chain sources' ``tolerance`` parameter."""
+
+
+def tolerance_of(value: float | None) -> float:
+    """A run's disagreement tolerance: the parameter, else the setting."""
+    return get_settings().provider_disagreement_tolerance if value is None else value
 
 
 class InvalidAnswer(Exception):

@@ -50,9 +50,7 @@ from headwater.api_batch import FetchResult
 from headwater.bodies import json_body
 from headwater.errors import FetchError
 from headwater.http import get, make_client
-from headwater.params import NonNegative
-from headwater.providers import Provider, run_chain
-from headwater.settings import get_settings
+from headwater.providers import Provider, Tolerance, run_chain, tolerance_of
 from headwater.spec import ApiCall, ApiSource, SourceParams, UrlParam
 from headwater.tables import MERGE, TableSpec
 
@@ -261,9 +259,7 @@ class CoffeeParams(SourceParams):
     symbol: str = Field(default=DEFAULT_SYMBOL, description=f"market symbol, one of {', '.join(sorted(YAHOO_TICKERS))}")
     yahoo_url: str | None = Field(default=None, description="Yahoo Finance chart API root (default: public)")
     stooq_url: str | None = Field(default=None, description="Stooq CSV download root (default: public)")
-    tolerance: NonNegative | None = Field(
-        default=None, description="relative difference that counts as a disagreement (default from settings)"
-    )
+    tolerance: Tolerance = None
 
     @field_validator("symbol")
     @classmethod
@@ -281,8 +277,9 @@ class CoffeeParams(SourceParams):
 def fetch(call: ApiCall[CoffeeParams]) -> FetchResult:
     """The run's batch: the first provider's prices (or the dated static fallback), with the chain's account."""
     p = call.params
-    tolerance = get_settings().provider_disagreement_tolerance if p.tolerance is None else p.tolerance
-    return fetch_prices(call.label, dict(call.urls), tolerance=tolerance, symbol=p.symbol, instance=call.instance)
+    return fetch_prices(
+        call.label, dict(call.urls), tolerance=tolerance_of(p.tolerance), symbol=p.symbol, instance=call.instance
+    )
 
 
 COFFEE = ApiSource(

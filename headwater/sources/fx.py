@@ -47,9 +47,7 @@ from headwater.api_batch import FetchResult
 from headwater.bodies import json_body
 from headwater.errors import FetchError
 from headwater.http import get, make_client
-from headwater.params import NonNegative
-from headwater.providers import Provider, run_chain
-from headwater.settings import get_settings
+from headwater.providers import Provider, Tolerance, run_chain, tolerance_of
 from headwater.spec import ApiCall, ApiSource, SourceParams, UrlParam
 from headwater.tables import MERGE, TableSpec
 
@@ -246,9 +244,7 @@ class FxParams(SourceParams):
     ecb_url: str | None = Field(default=None, description="ECB root (default: the public site)")
     frankfurter_url: str | None = Field(default=None, description="Frankfurter API root (default: public)")
     erapi_url: str | None = Field(default=None, description="open.er-api.com root (default: public)")
-    tolerance: NonNegative | None = Field(
-        default=None, description="relative difference that counts as a disagreement (default from settings)"
-    )
+    tolerance: Tolerance = None
 
     @field_validator("base")
     @classmethod
@@ -266,8 +262,9 @@ class FxParams(SourceParams):
 def fetch(call: ApiCall[FxParams]) -> FetchResult:
     """The run's batch: the first provider's rates, with the chain's account."""
     p = call.params
-    tolerance = get_settings().provider_disagreement_tolerance if p.tolerance is None else p.tolerance
-    return fetch_rates(call.label, dict(call.urls), tolerance=tolerance, base=p.base, instance=call.instance)
+    return fetch_rates(
+        call.label, dict(call.urls), tolerance=tolerance_of(p.tolerance), base=p.base, instance=call.instance
+    )
 
 
 FX = ApiSource(
