@@ -81,11 +81,15 @@ class HostRateLimiter:
 
 RATE_LIMITER = HostRateLimiter()
 
+DECLARED_RATE_LIMITS: dict[str, float] = {}
+"""Requests per second per public host, as the sources declare them (``UrlParam.rate_limit``)."""
+
 
 def host_rate(url: str, settings: Settings | None = None) -> float | None:
-    """The configured requests-per-second limit of ``url``'s host, if any."""
+    """The requests-per-second limit of ``url``'s host: ``HEADWATER_HTTP_RATE_LIMITS``, else the declared one."""
+    host = urlparse(url).hostname or ""
     limits = (settings or get_settings()).http_rate_limits
-    return limits.get(urlparse(url).hostname or "")
+    return limits.get(host, DECLARED_RATE_LIMITS.get(host))
 
 
 @dataclass(frozen=True)

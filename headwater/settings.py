@@ -103,14 +103,9 @@ class Settings(BaseSettings):
         default=6, ge=1, description="Attempts of the ledger write that records a published batch."
     )
     http_rate_limits: dict[str, float] = Field(
-        default_factory=lambda: {
-            "api.worldbank.org": 5.0,
-            "fenixservices.fao.org": 2.0,
-            "rplumber.ilo.org": 2.0,
-            "overpass-api.de": 0.5,
-            "api.open-meteo.com": 5.0,
-        },
-        description='Requests per second per host, JSON: {"api.worldbank.org": 5}.',
+        default_factory=dict,
+        description='Requests per second per host, JSON: {"api.worldbank.org": 5}; overrides the limit a '
+        "source declares for its public host (headwater/sources/<name>.py).",
     )
 
     base_urls: dict[str, str] = Field(

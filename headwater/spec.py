@@ -15,10 +15,12 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from headwater.errors import ConfigurationError
+from headwater.http import DECLARED_RATE_LIMITS
 from headwater.params import HTTP_SCHEMES, check_url
 from headwater.tables import TableSpec
 
@@ -84,6 +86,12 @@ class UrlParam:
     key: str
     default: str | None
     schemes: tuple[str, ...] = HTTP_SCHEMES
+    rate_limit: float | None = None
+    """Requests per second the public host is asked at most (``HEADWATER_HTTP_RATE_LIMITS`` overrides it)."""
+
+    def __post_init__(self) -> None:
+        if self.rate_limit and self.default:
+            DECLARED_RATE_LIMITS[urlsplit(self.default).hostname or ""] = self.rate_limit
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,6 +24,7 @@ from devtools.export_server import ExportServer
 from devtools.generate import write_export
 from flows.sot import ingest_sot
 from headwater.errors import ConfigurationError
+from headwater.http import host_rate
 from headwater.settings import Settings, get_settings
 from headwater.sources import DECLARED
 from headwater.sources.sot.contract import SOT
@@ -257,6 +258,9 @@ def test_per_source_settings_are_maps_keyed_by_source(configure: Callable[..., N
     settings = get_settings()
     assert settings.base_urls == {"worldbank": "http://127.0.0.1:1/wb", "sot": "file:///srv/exports"}
     assert not any(name.endswith(("_base_url", "_database")) for name in Settings.model_fields)
+    assert host_rate("https://overpass-api.de/api/interpreter") == 0.5  # declared by OSM
+    configure(http_rate_limits='{"overpass-api.de": 0.1}')
+    assert host_rate("https://overpass-api.de/api/interpreter") == 0.1  # the setting overrides it
 
 
 README_FLAG = re.compile(r"(?<![\w/])(?:python -m )?flows\.(\w+)((?:\s+\[?--[\w-]+[^`|\n]*)*)")

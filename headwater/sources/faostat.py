@@ -215,7 +215,7 @@ FAOSTAT = ApiSource(
     database="faostat",
     params=FaostatParams,
     instance="faostat-qcl{area_suffix}",
-    urls=(UrlParam("base_url", "faostat", DEFAULT_BASE_URL),),
+    urls=(UrlParam("base_url", "faostat", DEFAULT_BASE_URL, rate_limit=2.0),),
     partition_columns=("domain_code", "requested_area"),
     tables={"production": PRODUCTION},
     fetch=fetch,

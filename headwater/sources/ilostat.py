@@ -204,7 +204,7 @@ ILOSTAT = ApiSource(
     database="ilostat",
     params=IlostatParams,
     instance="ilostat-{slug}",
-    urls=(UrlParam("base_url", "ilostat", DEFAULT_BASE_URL),),
+    urls=(UrlParam("base_url", "ilostat", DEFAULT_BASE_URL, rate_limit=2.0),),
     partition_columns=("dataset_id",),
     tables={"indicator_values": INDICATOR_VALUES},
     fetch=fetch,

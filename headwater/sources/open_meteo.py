@@ -399,7 +399,7 @@ OPEN_METEO = ApiSource(
     database="weather",
     params=OpenMeteoParams,
     instance="open-meteo-{region_set}",
-    urls=(UrlParam("base_url", "open_meteo", DEFAULT_BASE_URL),),
+    urls=(UrlParam("base_url", "open_meteo", DEFAULT_BASE_URL, rate_limit=5.0),),
     partition_columns=("region_set",),
     tables={"weather_current": WEATHER_CURRENT, "weather_hourly": WEATHER_HOURLY},
     fetch=fetch,

@@ -395,7 +395,7 @@ OSM = ApiSource(
     database="osm",
     params=OsmParams,
     instance="osm-{instance_key}",
-    urls=(UrlParam("base_url", "osm", DEFAULT_BASE_URL),),
+    urls=(UrlParam("base_url", "osm", DEFAULT_BASE_URL, rate_limit=0.5),),
     partition_columns=("area",),
     tables=LAYER_TABLES,
     fetch=fetch,

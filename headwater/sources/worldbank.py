@@ -174,7 +174,7 @@ WORLDBANK = ApiSource(
     database="worldbank",
     params=WorldBankParams,
     instance="worldbank-{vertical}",
-    urls=(UrlParam("base_url", "worldbank", DEFAULT_BASE_URL),),
+    urls=(UrlParam("base_url", "worldbank", DEFAULT_BASE_URL, rate_limit=5.0),),
     partition_columns=("vertical",),
     tables={"indicator_values": INDICATOR_VALUES},
     fetch=fetch,
