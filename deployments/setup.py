@@ -68,12 +68,17 @@ POOLS = (
             QueueSpec("maintenance", priority=6, concurrency_limit=1),
             QueueSpec("environment", priority=7),
             QueueSpec("filedrop", priority=8, concurrency_limit=1),
+            QueueSpec("catalog", priority=9),
         ),
     ),
 )
 
 
 GLOBAL_LIMITS: dict[str, int] = {WAREHOUSE_WRITES: 2}
+
+
+CODE_DEPLOYED: dict[str, list[str]] = {"catalog": ["the catalog ingestors of ingestion.yaml"]}
+"""Queues whose deployments are made by code, not listed in ``prefect.yaml`` (``deployments/catalog.py``)."""
 
 
 def deployments_config(path: Path | None = None) -> list[dict[str, Any]]:
@@ -104,6 +109,7 @@ def describe_queues(pools: tuple[PoolSpec, ...], deployments: list[dict[str, Any
                 for d in deployments
                 if d["work_pool"]["name"] == pool.name and d["work_pool"].get("work_queue_name") == queue.name
             ]
+            routed += CODE_DEPLOYED.get(queue.name, [])
             text = "Runs " + ", ".join(dict.fromkeys(routed)) if routed else "No deployment routed here"
             queues.append(replace(queue, description=text))
         described.append(replace(pool, queues=tuple(queues)))

@@ -93,6 +93,12 @@ class SchemaViolation(HeadwaterError):
     kind = "schema_violation"
 
 
+class QualityError(HeadwaterError):
+    """Too many items of a batch were quarantined: the batch is refused whole and nothing is published."""
+
+    kind = "quality_below_threshold"
+
+
 class PublishError(HeadwaterError):
     """Publishing the staged batch failed; already published tables were restored."""
 

@@ -141,6 +141,16 @@ class Settings(BaseSettings):
     quality_alert_threshold: float = Field(
         default=0.9, ge=0, le=1, description="A batch whose quality score is below this raises an alert event."
     )
+    ingestion_config: Path = Field(
+        default=Path("ingestion.yaml"),
+        description="The catalog ingestors (the ingestion.yaml format), see headwater/catalog/config.py.",
+    )
+    catalog_quality_threshold: float = Field(
+        default=0.9,
+        ge=0,
+        le=1,
+        description="A catalog feed whose accepted items / all items falls below this fails and publishes nothing.",
+    )
     file_sources_path: Path = Field(
         default=Path(__file__).resolve().parents[1] / "sources.yaml",
         description="The YAML file declaring the file sources (folders of dropped files), see headwater/filedrop.py.",

@@ -1,0 +1,76 @@
+"""One deployment per catalog ingestor, from ``ingestion.yaml``: ``python -m deployments.catalog [--config PATH]``.
+
+Adding an ingestor means adding lines to the file and running this command: it creates
+or updates ``catalog-<name>`` (the ingestor's cron, UTC, on the ``catalog`` queue) and
+deletes the ``catalog-*`` deployments of entries that were removed. A bad file is a
+one-line error and changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from prefect import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+from prefect.flows import load_flow_from_entrypoint
+
+from deployments.setup import ensure_pools
+from headwater.catalog.config import load_ingestion
+from headwater.cli import report_error
+from headwater.settings import get_settings
+
+ENTRYPOINT = "flows/catalog.py:ingest_catalog"
+FLOW_NAME = "ingest-catalog"
+POOL, QUEUE = "headwater", "catalog"
+TAGS = ["headwater", "source", "catalog"]
+HEARTBEAT = {"env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}}  # as prefect.yaml's pool anchor
+
+
+def ensure_catalog_deployments(config: Path | None = None) -> list[str]:
+    """Create, update or delete the ``catalog-*`` deployments so they match the file; returns what changed."""
+    path = (config or get_settings().ingestion_config).resolve()
+    ingestors = load_ingestion(path)  # validated first: a bad file deploys nothing
+    flow: Any = load_flow_from_entrypoint(ENTRYPOINT)
+    changes = ensure_pools()  # the pool and its catalog queue
+    for ingestor in ingestors.values():
+        deployment = flow.to_deployment(
+            name=ingestor.instance,
+            cron=ingestor.schedule,
+            parameters={"ingestor": ingestor.name, "config": str(path)},
+            tags=TAGS,
+            description=f"Catalog ingestor {ingestor.name} of {path.name}: registry, then feed.",
+            concurrency_limit=1,
+            work_pool_name=POOL,
+            work_queue_name=QUEUE,
+            job_variables=HEARTBEAT,
+        )
+        deployment.apply()
+        changes.append(f"applied deployment {ingestor.instance} ({ingestor.schedule})")
+    wanted = {i.instance for i in ingestors.values()}
+    with get_client(sync_client=True) as client:
+        existing = client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])))
+        for stale in existing:
+            if stale.name not in wanted:
+                client.delete_deployment(stale.id)
+                changes.append(f"deleted deployment {stale.name} (not in {path.name})")
+    return changes
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Apply the file and print what changed; exit 2 on a bad file."""
+    parser = argparse.ArgumentParser(prog="python -m deployments.catalog", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=None, help="ingestion.yaml (default HEADWATER_INGESTION_CONFIG)")
+    args = parser.parse_args(argv)
+    try:
+        changes = ensure_catalog_deployments(args.config)
+    except Exception as error:  # one line; details in the logs
+        return report_error(error)
+    print("\n".join(changes) if changes else "no catalog ingestors")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

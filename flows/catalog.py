@@ -1,0 +1,109 @@
+"""Catalog feeds: run one ingestor of ``ingestion.yaml`` (registry → feed), each stage a ledger row.
+
+python -m flows.catalog run --ingestor NAME [--config PATH]
+
+The configuration is ``--config``, else ``HEADWATER_INGESTION_CONFIG``, else
+``./ingestion.yaml``. Exit codes are the SOT command's: 0 when every stage loaded or was
+unchanged, 2 for a bad configuration or parameter (nothing read), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from prefect import flow
+
+from headwater.batch import BatchRequest
+from headwater.catalog.config import Ingestor, load_ingestion
+from headwater.catalog.items import Registry
+from headwater.cli import report_error
+from headwater.errors import ConfigurationError
+from headwater.ledger import SUCCESSES
+from headwater.outcome import RunResult, status_of
+from headwater.params import FLOW_TIMEOUT_S
+from headwater.settings import get_settings
+from headwater.sources.catalog import CATALOG_FEED, CATALOG_REGISTRY, DATABASE, feed_batch, registry_batch
+from headwater.spec import SourceSpec
+from tasks.fetch import run_api_batch
+
+
+def ingestor_of(name: str, config: str | None = None) -> tuple[Ingestor, Path]:
+    """The named ingestor of the configuration file, and the file; ConfigurationError when it is not there."""
+    path = Path(config) if config else get_settings().ingestion_config
+    ingestors = load_ingestion(path)
+    if name not in ingestors:
+        raise ConfigurationError(
+            f"catalog-{name}", f"expected an ingestor of {path} ({', '.join(ingestors)}), found none"
+        )
+    return ingestors[name], path
+
+
+def _request(source: SourceSpec, ingestor: Ingestor, stage: str, location: str) -> BatchRequest:
+    return BatchRequest(
+        source=source,
+        instance=ingestor.instance,
+        partition={"ingestor": ingestor.name, "stage": stage},
+        database=get_settings().databases.get("catalog", DATABASE),
+        location=location,
+    )
+
+
+@flow(name="ingest-catalog", flow_run_name="catalog {ingestor}", timeout_seconds=FLOW_TIMEOUT_S)
+def ingest_catalog(ingestor: str, config: str | None = None) -> dict[str, RunResult]:
+    """Run an ingestor's stages in order (registry, then feed), each only when the one before succeeded.
+
+    Args:
+        ingestor: the ingestor's name in the configuration file
+        config: path of the ingestion.yaml (default HEADWATER_INGESTION_CONFIG, else ./ingestion.yaml)
+
+    """
+    entry, path = ingestor_of(ingestor, config)
+    threshold = get_settings().catalog_quality_threshold
+    results: dict[str, RunResult] = {}
+    registry = Registry()
+    if entry.registry:
+        location = entry.location(entry.registry, path.parent)
+        request = _request(CATALOG_REGISTRY, entry, "registry", location)
+
+        def fetch_registry() -> object:
+            nonlocal registry
+            batch, registry = registry_batch(request.label, entry.name, location)
+            return batch
+
+        results["registry"] = run_api_batch(request, fetch_registry)  # type: ignore[arg-type]
+        if status_of(results["registry"]) not in SUCCESSES:
+            return results
+    if entry.feed_path:
+        location = entry.location(entry.feed_path, path.parent)
+        request = _request(CATALOG_FEED, entry, "feed", location)
+        results["feed"] = run_api_batch(
+            request, lambda: feed_batch(request.label, entry.name, location, registry, threshold)
+        )
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m flows.catalog", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run one ingestor's stages")
+    run.add_argument("--ingestor", required=True, help="the ingestor's name in ingestion.yaml")
+    run.add_argument("--config", default=None, help="path of ingestion.yaml")
+    args = parser.parse_args(argv)
+    try:
+        results = ingest_catalog(args.ingestor, args.config)
+    except Exception as error:  # one-line reason; the traceback is in the logs
+        return report_error(error)
+    failed = False
+    for stage, result in results.items():
+        status = status_of(result)
+        rows = getattr(result, "rows_by_table", {})
+        print(f"catalog-{args.ingestor} {stage}: {status} {rows}")
+        failed = failed or status not in SUCCESSES
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
