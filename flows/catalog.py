@@ -1,6 +1,7 @@
-"""Catalog feeds: run one ingestor of ``ingestion.yaml`` (registry → feed), each stage a ledger row.
+"""Catalog feeds: run one ingestor of ``ingestion.yaml`` (registry → feed → vectors), each stage a ledger row.
 
 python -m flows.catalog run --ingestor NAME [--config PATH]
+python -m flows.catalog search --query "…" [--k 10] [--ingestor NAME]
 
 The configuration is ``--config``, else ``HEADWATER_INGESTION_CONFIG``, else
 ``./ingestion.yaml``. Exit codes are the SOT command's: 0 when every stage loaded or was
@@ -11,20 +12,32 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import flow
 
+from blocks.warehouse import ClickHouseWarehouse
 from headwater.batch import BatchRequest
 from headwater.catalog.config import Ingestor, load_ingestion
-from headwater.catalog.items import Registry
+from headwater.catalog.items import Feed, Registry
+from headwater.catalog.vectors import Hit, load_embedder, stored_vectors
+from headwater.catalog.vectors import search as catalog_search
 from headwater.cli import report_error
 from headwater.errors import ConfigurationError
 from headwater.ledger import SUCCESSES
 from headwater.outcome import RunResult, status_of
 from headwater.params import FLOW_TIMEOUT_S
 from headwater.settings import get_settings
-from headwater.sources.catalog import CATALOG_FEED, CATALOG_REGISTRY, DATABASE, feed_batch, registry_batch
+from headwater.sources.catalog import (
+    CATALOG_FEED,
+    CATALOG_REGISTRY,
+    CATALOG_VECTORS,
+    DATABASE,
+    feed_batch,
+    registry_batch,
+    vectors_batch,
+)
 from headwater.spec import SourceSpec
 from tasks.fetch import run_api_batch
 
@@ -52,7 +65,7 @@ def _request(source: SourceSpec, ingestor: Ingestor, stage: str, location: str) 
 
 @flow(name="ingest-catalog", flow_run_name="catalog {ingestor}", timeout_seconds=FLOW_TIMEOUT_S)
 def ingest_catalog(ingestor: str, config: str | None = None) -> dict[str, RunResult]:
-    """Run an ingestor's stages in order (registry, then feed), each only when the one before succeeded.
+    """Run an ingestor's stages in order (registry, feed, vectors), each only when the one before succeeded.
 
     Args:
         ingestor: the ingestor's name in the configuration file
@@ -63,6 +76,7 @@ def ingest_catalog(ingestor: str, config: str | None = None) -> dict[str, RunRes
     threshold = get_settings().catalog_quality_threshold
     results: dict[str, RunResult] = {}
     registry = Registry()
+    feed = Feed()
     if entry.registry:
         location = entry.location(entry.registry, path.parent)
         request = _request(CATALOG_REGISTRY, entry, "registry", location)
@@ -78,10 +92,32 @@ def ingest_catalog(ingestor: str, config: str | None = None) -> dict[str, RunRes
     if entry.feed_path:
         location = entry.location(entry.feed_path, path.parent)
         request = _request(CATALOG_FEED, entry, "feed", location)
-        results["feed"] = run_api_batch(
-            request, lambda: feed_batch(request.label, entry.name, location, registry, threshold)
-        )
+        feed_location = location
+
+        def fetch_feed() -> object:
+            nonlocal feed
+            batch, feed = feed_batch(request.label, entry.name, feed_location, registry, threshold)
+            return batch
+
+        results["feed"] = run_api_batch(request, fetch_feed)  # type: ignore[arg-type]
+        if status_of(results["feed"]) not in SUCCESSES:
+            return results
+        database = get_settings().databases.get("catalog", DATABASE)
+        with ClickHouseWarehouse.from_settings().session() as client:
+            stored = stored_vectors(client, database, entry.name)
+        embedder = load_embedder(get_settings().catalog_embedder)
+        vectors = _request(CATALOG_VECTORS, entry, "vectors", feed_location)
+        now = datetime.now(UTC)
+        results["vectors"] = run_api_batch(vectors, lambda: vectors_batch(entry.name, feed, stored, embedder, now))
     return results
+
+
+def search(query: str, k: int = 10, ingestor: str | None = None) -> list[Hit]:
+    """The ``k`` catalog products nearest to ``query``, best first (for Python users; the CLI prints them)."""
+    embedder = load_embedder(get_settings().catalog_embedder)
+    with ClickHouseWarehouse.from_settings().session() as client:
+        database = get_settings().databases.get("catalog", DATABASE)
+        return catalog_search(client, embedder, database, query, k, ingestor)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +127,19 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="run one ingestor's stages")
     run.add_argument("--ingestor", required=True, help="the ingestor's name in ingestion.yaml")
     run.add_argument("--config", default=None, help="path of ingestion.yaml")
+    find = commands.add_parser("search", help="the products nearest to a query")
+    find.add_argument("--query", required=True, help="what to look for, in any language")
+    find.add_argument("--k", type=int, default=10, help="how many results (default 10)")
+    find.add_argument("--ingestor", default=None, help="only this ingestor's products")
     args = parser.parse_args(argv)
+    if args.command == "search":
+        try:
+            hits = search(args.query, args.k, args.ingestor)
+        except Exception as error:  # one-line reason
+            return report_error(error)
+        for hit in hits:
+            print(f"{hit.score:.4f}  {hit.sku}  {hit.name}")
+        return 0
     try:
         results = ingest_catalog(args.ingestor, args.config)
     except Exception as error:  # one-line reason; the traceback is in the logs

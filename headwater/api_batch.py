@@ -43,6 +43,8 @@ class FetchResult:
     failures: dict[str, str] = field(default_factory=dict)
     """Parts of the batch that failed (e.g. ``{"location 2178": "HTTP 500 …"}``); the rest is loaded
     and the run is recorded ``partial``. Empty when every part succeeded."""
+    stats: dict[str, Any] = field(default_factory=dict)
+    """What producing the batch took (e.g. ``{"embedded": 12}``): in the ledger's notes, not in the content hash."""
 
 
 Fetch = Callable[[], "dict[str, pl.DataFrame] | FetchResult"]
@@ -60,6 +62,7 @@ def describe_frames(request: BatchRequest, fetched: dict[str, pl.DataFrame] | Fe
             ("quality_score", result.quality_score),
             ("notes", result.notes or None),
             ("failures", result.failures or None),
+            ("stats", result.stats or None),
         )
         if v is not None
     }

@@ -134,13 +134,17 @@ def parse_manifest(where: str, raw: bytes) -> Manifest:
 
 
 def content_hash(document: dict[str, Any]) -> str:
-    """SHA-256 of the manifest in canonical JSON, without ``created``.
+    """SHA-256 of the manifest in canonical JSON, without ``created`` and ``x-headwater.stats``.
 
     Two manifests that list the same files (names, sizes, hashes, rows) for the same
     partition have the same content hash, whenever they were written: a republished
-    export, or an API source fetching the same data again, is ``unchanged``.
+    export, or an API source fetching the same data again, is ``unchanged``. ``stats``
+    say what producing the batch took (e.g. texts embedded), not what it holds.
     """
     canonical = {k: v for k, v in document.items() if k != "created"}
+    extension = canonical.get("x-headwater")
+    if isinstance(extension, dict) and "stats" in extension:
+        canonical["x-headwater"] = {k: v for k, v in extension.items() if k != "stats"}
     return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 

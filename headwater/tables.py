@@ -46,6 +46,9 @@ _SIMPLE_TYPES: dict[type[pl.DataType], str] = {
 
 def clickhouse_type(dtype: pl.DataType, nullable: bool) -> str:
     """The ClickHouse type of a polars dtype (``Nullable(...)`` when nullable)."""
+    if isinstance(dtype, pl.List):
+        inner = dtype.inner if isinstance(dtype.inner, pl.DataType) else dtype.inner()
+        return f"Array({clickhouse_type(inner, False)})"  # ClickHouse arrays are never Nullable
     if isinstance(dtype, pl.Datetime):
         unit = {"ms": 3, "us": 6, "ns": 9}[dtype.time_unit or "us"]
         zone = dtype.time_zone or "UTC"
@@ -76,6 +79,9 @@ def arrow_type(clickhouse: str) -> pyarrow.DataType:
     """The Arrow type a Parquet file uses for a ClickHouse column type."""
     inner = re.fullmatch(r"Nullable\((.*)\)", clickhouse)
     base = inner.group(1) if inner else clickhouse
+    array = re.fullmatch(r"Array\((.*)\)", base)
+    if array:
+        return pyarrow.list_(arrow_type(array.group(1)))
     stamp = re.fullmatch(r"DateTime64\((\d), '([^']+)'\)", base)
     if stamp:
         return pyarrow.timestamp({"3": "ms", "6": "us", "9": "ns"}[stamp.group(1)], tz=stamp.group(2))
@@ -107,6 +113,8 @@ class TableSpec:
     order_by: tuple[str, ...] = field(default=())
     write_mode: str = REPLACE
     partition_expr: str | None = None
+    indexes: tuple[str, ...] = ()
+    """Data-skipping or vector index clauses of the DDL, e.g. ``INDEX vi embedding TYPE vector_similarity(…)``."""
 
     @cached_property
     def schema(self) -> pa.DataFrameSchema:
@@ -149,7 +157,7 @@ class TableSpec:
 def table_ddl(spec: TableSpec, database: str, table: str, partition_by: tuple[str, ...]) -> str:
     """``CREATE TABLE IF NOT EXISTS`` for a table of ``spec`` (data plus lineage columns)."""
     columns = [(c.name, c.clickhouse_type) for c in spec.columns] + list(LINEAGE_COLUMNS)
-    body = ",\n  ".join(f"{quote_identifier(n)} {t} CODEC(ZSTD(1))" for n, t in columns)
+    body = ",\n  ".join([*(f"{quote_identifier(n)} {t} CODEC(ZSTD(1))" for n, t in columns), *spec.indexes])
     if spec.write_mode == MERGE:
         order = ", ".join(quote_identifier(c) for c in spec.key)
         engine = "ReplacingMergeTree(`_loaded_at`)"

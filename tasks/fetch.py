@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from headwater.api_batch import Fetch, describe_frames
 from headwater.batch import BatchRequest
@@ -18,7 +19,12 @@ from headwater.params import TASK_TIMEOUT_S
 from tasks.pipeline import run_batch
 
 
-@task(name="fetch-api-batch", task_run_name="fetch {request.label}", timeout_seconds=TASK_TIMEOUT_S)
+@task(
+    name="fetch-api-batch",
+    task_run_name="fetch {request.label}",
+    timeout_seconds=TASK_TIMEOUT_S,
+    cache_policy=NO_CACHE,  # a fetch always asks the upstream; its inputs (a closure) are not hashable anyway
+)
 def fetch_api_batch(request: BatchRequest, fetch: Fetch, workdir: Path) -> Manifest:
     """Fetch the source's responses and describe them as a batch (Parquet files + META.json)."""
     return describe_frames(request, fetch(), workdir / "files")

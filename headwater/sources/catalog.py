@@ -16,15 +16,18 @@ schema.org vocabulary.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urljoin
 
 import pandera.polars as pa
+import polars as pl
 
 from headwater.api_batch import FetchResult
 from headwater.catalog.items import Feed, Registry, parse_feed, parse_registry
 from headwater.catalog.jsonld import first, nodes, text, walk
+from headwater.catalog.vectors import DIMENSIONS, Embedder, Stored, vector_rows
 from headwater.errors import FetchError, NotFoundError, QualityError
 from headwater.http import get
 from headwater.spec import SourceSpec
@@ -38,7 +41,7 @@ class CatalogTable(pa.DataFrameModel):
     """Columns every catalog table carries: the ingestor and the stage that wrote the row (the partition)."""
 
     ingestor: str = pa.Field(str_matches=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-    stage: str = pa.Field(isin=["registry", "feed"])
+    stage: str = pa.Field(isin=["registry", "feed", "vectors"])
 
     class Config:
         strict = True
@@ -123,6 +126,16 @@ class Quarantine(CatalogTable):
     document: str
 
 
+class ProductVectors(CatalogTable):
+    """``catalog.product_vectors``: one embedding per product, with the hash of its text and the model."""
+
+    sku: str = pa.Field(str_length={"min_value": 1})
+    text_hash: str = pa.Field(str_matches=r"^[0-9a-f]{64}$")
+    model: str = pa.Field(str_length={"min_value": 1})
+    embedded_at: Annotated[pl.Datetime, "ms", "UTC"]
+    embedding: Annotated[pl.List, pl.Float32()]
+
+
 ORGANIZATIONS = TableSpec("organizations", Organizations, key=("org_id",))
 BRANDS = TableSpec("brands", Brands, key=("brand_id",))
 CATEGORIES = TableSpec("categories", Categories, key=("name",))
@@ -130,11 +143,22 @@ PRODUCT_GROUPS = TableSpec("product_groups", ProductGroups, key=("group_id",))
 PRODUCTS = TableSpec("products", Products, key=("sku",))
 OFFERS = TableSpec("offers", Offers, key=("sku", "offer_index"))
 QUARANTINE = TableSpec("quarantine", Quarantine, key=("item_index",))
+PRODUCT_VECTORS = TableSpec(
+    "product_vectors",
+    ProductVectors,
+    key=("sku",),
+    indexes=(
+        f"INDEX vi embedding TYPE vector_similarity('hnsw', 'cosineDistance', {DIMENSIONS}) GRANULARITY 100000000",
+    ),
+)
 
 CATALOG_REGISTRY = SourceSpec(
     name="catalog_registry",
     partition_columns=("ingestor", "stage"),
     tables={t.name: t for t in (ORGANIZATIONS, BRANDS, CATEGORIES)},
+)
+CATALOG_VECTORS = SourceSpec(
+    name="catalog_vectors", partition_columns=("ingestor", "stage"), tables={"product_vectors": PRODUCT_VECTORS}
 )
 CATALOG_FEED = SourceSpec(
     name="catalog_feed",
@@ -189,8 +213,13 @@ def shard_locations(document: Any, location: str) -> list[str] | None:
     return [u.removeprefix("file://") if u.startswith("file://") else u for u in found]
 
 
-def feed_batch(label: str, ingestor: str, location: str, registry: Registry, threshold: float) -> FetchResult:
-    """The feed stage's batch: accepted items, their offers, the quarantine; QualityError under the threshold."""
+def feed_batch(
+    label: str, ingestor: str, location: str, registry: Registry, threshold: float
+) -> tuple[FetchResult, Feed]:
+    """The feed stage's batch (accepted items, their offers, the quarantine) and the parsed feed.
+
+    QualityError when the share of accepted items is under ``threshold``.
+    """
     document, where = read_document(label, location)
     feed = Feed()
     shards = shard_locations(document, where)
@@ -218,4 +247,19 @@ def feed_batch(label: str, ingestor: str, location: str, registry: Registry, thr
         notes["unresolved_brands"] = feed.unresolved_brands
     if shards is not None:
         notes["shards"] = len(shards)
-    return FetchResult(frames=frames, rows_rejected=len(feed.quarantine), quality_score=feed.quality_score, notes=notes)
+    result = FetchResult(
+        frames=frames, rows_rejected=len(feed.quarantine), quality_score=feed.quality_score, notes=notes
+    )
+    return result, feed
+
+
+def vectors_batch(
+    ingestor: str, feed: Feed, stored: dict[str, Stored], embedder: Embedder, now: datetime
+) -> FetchResult:
+    """The vectors stage's batch: every accepted product's vector, embedding only changed texts."""
+    rows, embedded = vector_rows(feed.products, stored, embedder, ingestor, now)
+    return FetchResult(
+        frames={"product_vectors": PRODUCT_VECTORS.frame(rows)},
+        notes={"model": embedder.model},
+        stats={"embedded": embedded},
+    )
