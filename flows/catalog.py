@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prefect import flow
@@ -34,8 +34,10 @@ from headwater.sources.catalog import (
     CATALOG_REGISTRY,
     CATALOG_VECTORS,
     DATABASE,
+    FeedRules,
     feed_batch,
     registry_batch,
+    stored_products,
     vectors_batch,
 )
 from headwater.spec import SourceSpec
@@ -73,7 +75,13 @@ def ingest_catalog(ingestor: str, config: str | None = None) -> dict[str, RunRes
 
     """
     entry, path = ingestor_of(ingestor, config)
-    threshold = get_settings().catalog_quality_threshold
+    settings = get_settings()
+    database = settings.databases.get("catalog", DATABASE)
+    rules = FeedRules(
+        threshold=settings.catalog_quality_threshold,
+        keep_deleted=timedelta(days=settings.catalog_keep_deleted_days),
+        now=datetime.now(UTC),
+    )
     results: dict[str, RunResult] = {}
     registry = Registry()
     feed = Feed()
@@ -93,22 +101,24 @@ def ingest_catalog(ingestor: str, config: str | None = None) -> dict[str, RunRes
         location = entry.location(entry.feed_path, path.parent)
         request = _request(CATALOG_FEED, entry, "feed", location)
         feed_location = location
+        with ClickHouseWarehouse.from_settings().session() as client:
+            previous = stored_products(client, database, entry.name)
 
         def fetch_feed() -> object:
             nonlocal feed
-            batch, feed = feed_batch(request.label, entry.name, feed_location, registry, threshold)
+            batch, feed = feed_batch(request.label, entry.name, feed_location, registry, rules, previous)
             return batch
 
         results["feed"] = run_api_batch(request, fetch_feed)  # type: ignore[arg-type]
         if status_of(results["feed"]) not in SUCCESSES:
             return results
-        database = get_settings().databases.get("catalog", DATABASE)
         with ClickHouseWarehouse.from_settings().session() as client:
             stored = stored_vectors(client, database, entry.name)
-        embedder = load_embedder(get_settings().catalog_embedder)
+        embedder = load_embedder(settings.catalog_embedder)
         vectors = _request(CATALOG_VECTORS, entry, "vectors", feed_location)
-        now = datetime.now(UTC)
-        results["vectors"] = run_api_batch(vectors, lambda: vectors_batch(entry.name, feed, stored, embedder, now))
+        results["vectors"] = run_api_batch(
+            vectors, lambda: vectors_batch(entry.name, feed, stored, embedder, rules.now)
+        )
     return results
 
 

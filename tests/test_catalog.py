@@ -468,3 +468,29 @@ def test_search_finds_a_product_by_its_name_and_by_a_paraphrase(
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2
     assert all(re.fullmatch(r"0\.\d{4}  B\d\d  Kapak.*", line) for line in lines), lines
+
+
+def test_a_product_missing_from_the_feed_is_soft_deleted_then_dropped(
+    home: Path, tmp_path: Path, configure: Any
+) -> None:
+    configure(catalog_embedder="tests.test_catalog:WordEmbedder")
+    config = write_config(tmp_path / "cfg", SHARDED_INDEX)
+    ingest_catalog("keystone", str(config))
+    index = config.parent / "data" / "feed.jsonld"
+    index.write_text(json.dumps({**SHARDED_INDEX, "dataFeedElement": SHARDED_INDEX["dataFeedElement"][:1]}))
+
+    ingest_catalog("keystone", str(config))  # the group's shard is gone: its four variants are soft-deleted
+    deleted = dict(query("SELECT sku, deleted_at IS NOT NULL FROM catalog.products"))
+    assert deleted == {"155536": False, "B16": True, "B20": True, "B28": True, "B29": True}
+    assert [r[0] for r in query("SELECT sku FROM catalog.offers")] == ["155536"]
+    assert list(vectors()) == ["155536"]  # a deleted product is not searchable
+    feed_runs = [r for r in ledger_runs("catalog-keystone") if r["partition_key"] == "keystone/feed"]
+    assert json.loads(feed_runs[-1]["notes"])["soft_deleted"] == 4
+
+    assert ingest_catalog("keystone", str(config))["feed"].status == "unchanged"  # deleted_at is kept, not renewed
+
+    configure(catalog_embedder="tests.test_catalog:WordEmbedder", catalog_keep_deleted_days="0")
+    ingest_catalog("keystone", str(config))
+    assert [r[0] for r in query("SELECT sku FROM catalog.products")] == ["155536"]
+    feed_runs = [r for r in ledger_runs("catalog-keystone") if r["partition_key"] == "keystone/feed"]
+    assert json.loads(feed_runs[-1]["notes"])["expired"] == 4

@@ -16,13 +16,15 @@ schema.org vocabulary.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urljoin
 
 import pandera.polars as pa
 import polars as pl
+from clickhouse_connect.driver.client import Client
 
 from headwater.api_batch import FetchResult
 from headwater.catalog.items import Feed, Registry, parse_feed, parse_registry
@@ -30,6 +32,7 @@ from headwater.catalog.jsonld import first, nodes, text, walk
 from headwater.catalog.vectors import DIMENSIONS, Embedder, Stored, vector_rows
 from headwater.errors import FetchError, NotFoundError, QualityError
 from headwater.http import get
+from headwater.loading import qualified
 from headwater.spec import SourceSpec
 from headwater.tables import TableSpec
 
@@ -99,6 +102,7 @@ class Products(CatalogTable):
     category: str = pa.Field(nullable=True)
     url: str = pa.Field(nullable=True)
     image: str = pa.Field(nullable=True)
+    deleted_at: Annotated[pl.Datetime, "ms", "UTC"] = pa.Field(nullable=True)  # absent from the last complete feed
 
 
 class Offers(CatalogTable):
@@ -213,13 +217,31 @@ def shard_locations(document: Any, location: str) -> list[str] | None:
     return [u.removeprefix("file://") if u.startswith("file://") else u for u in found]
 
 
+@dataclass(frozen=True)
+class FeedRules:
+    """How a feed stage judges and keeps: the quality threshold, and how long soft-deleted products stay."""
+
+    threshold: float
+    keep_deleted: timedelta
+    now: datetime
+
+
 def feed_batch(
-    label: str, ingestor: str, location: str, registry: Registry, threshold: float
+    label: str,
+    ingestor: str,
+    location: str,
+    registry: Registry,
+    rules: FeedRules,
+    previous: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[FetchResult, Feed]:
     """The feed stage's batch (accepted items, their offers, the quarantine) and the parsed feed.
 
-    QualityError when the share of accepted items is under ``threshold``.
+    A feed is complete: a product of the ``previous`` load that it no longer lists is
+    kept with ``deleted_at`` set (soft-deleted, no offers, no vector) until it is older
+    than ``rules.keep_deleted``, then dropped. QualityError when the share of accepted
+    items is under ``rules.threshold``.
     """
+    threshold = rules.threshold
     document, where = read_document(label, location)
     feed = Feed()
     shards = shard_locations(document, where)
@@ -235,14 +257,17 @@ def feed_batch(
             f"threshold {threshold:.2f}), e.g. {reasons}",
         )
     quarantine = [dict(row, item_index=i) for i, row in enumerate(feed.quarantine)]
+    kept, expired = soft_deleted(feed, previous or {}, rules)
     frames = {
         "product_groups": PRODUCT_GROUPS.frame(feed.product_groups),
-        "products": PRODUCTS.frame(feed.products),
+        "products": PRODUCTS.frame(feed.products + kept),
         "offers": OFFERS.frame(feed.offers),
         "categories": CATEGORIES.frame(feed.categories),
         "quarantine": QUARANTINE.frame(quarantine),
     }
-    notes: dict[str, Any] = {"items": feed.items}
+    notes: dict[str, Any] = {"items": feed.items, "soft_deleted": len(kept)}
+    if expired:
+        notes["expired"] = expired
     if feed.unresolved_brands:
         notes["unresolved_brands"] = feed.unresolved_brands
     if shards is not None:
@@ -263,3 +288,32 @@ def vectors_batch(
         notes={"model": embedder.model},
         stats={"embedded": embedded},
     )
+
+
+def soft_deleted(feed: Feed, previous: dict[str, dict[str, Any]], rules: FeedRules) -> tuple[list[dict[str, Any]], int]:
+    """Products of the previous load missing from this feed, marked deleted; and how many expired."""
+    listed = {p["sku"] for p in feed.products}
+    kept, expired = [], 0
+    for sku, row in sorted(previous.items()):
+        if sku in listed:
+            continue
+        deleted_at = row.get("deleted_at") or rules.now
+        if deleted_at.tzinfo is None:  # the client reads DateTime64(3, 'UTC') as naive UTC
+            deleted_at = deleted_at.replace(tzinfo=UTC)
+        if rules.now - deleted_at > rules.keep_deleted:
+            expired += 1
+            continue
+        kept.append({**row, "deleted_at": deleted_at})
+    return kept, expired
+
+
+def stored_products(client: Client, database: str, ingestor: str) -> dict[str, dict[str, Any]]:
+    """The ingestor's products in the warehouse, by sku (empty before the first load)."""
+    table = qualified(database, "products")
+    if not client.command(f"EXISTS TABLE {table}"):
+        return {}
+    names = PRODUCTS.column_names
+    result = client.query(
+        f"SELECT {', '.join(names)} FROM {table} WHERE ingestor = {{i:String}}", parameters={"i": ingestor}
+    )
+    return {str(row[names.index("sku")]): dict(zip(names, row, strict=True)) for row in result.result_rows}
