@@ -2,9 +2,11 @@
 
 Generates deterministic SOT exports for the three networks (every contract table,
 including the excluded one), serves them on 127.0.0.1 together with recorded responses
-of the API sources, runs the SOT flow for each network and each API source's flow into
-the embedded warehouse, and prints what landed: rows per table read back from
-ClickHouse, and each run's ledger status.
+of the API sources and a catalog (a generated JSON-LD registry and sharded feed plus the
+three real JSON-LD fixtures), runs the SOT flow for each network, each API source's flow
+and the catalog ingestor into the embedded warehouse, and prints what landed: rows per
+table read back from ClickHouse, each run's ledger status, and the top 3 catalog search
+results of a query.
 
     python -m devtools.demo [--alerts 40000] [--date 2026-11-22]
 """
@@ -12,15 +14,19 @@ ClickHouse, and each run's ledger status.
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
 from datetime import date
 from pathlib import Path
 
 from blocks.ledger import open_ledger
 from blocks.warehouse import ClickHouseWarehouse
+from devtools.catalog_generator import write_catalog
 from devtools.export_server import ExportServer
 from devtools.generate import write_export
-from devtools.replays import REGISTRARS, DemoRun
+from devtools.replays import FIXTURES, REGISTRARS, DemoRun
+from flows.catalog import ingest_catalog, search
 from flows.sot import ingest_sot
 from headwater.loading import qualified
 from headwater.outcome import status_of
@@ -117,6 +123,56 @@ def print_api_summary(runs: list[DemoRun], statuses: dict[str, str]) -> None:
             print(f"  {demo.instance:<30} {statuses.get(demo.instance, '?'):<10} ledger={last:<10} {tables}")
 
 
+DEMO_QUERY = "milk powder for a baby"
+
+
+def prepare_catalog(root: Path, base_url: str) -> Path:
+    """A generated catalog plus the three real JSON-LD fixtures, served remotely; returns its ingestion.yaml."""
+    folder = root / "catalog"
+    catalog = write_catalog(folder, products=40, shard_size=20)
+    for fixture in sorted((FIXTURES / "jsonld").glob("*.jsonld")):
+        shutil.copy(fixture, folder / fixture.name)
+    index = json.loads(catalog.feed.read_text())
+    index["dataFeedElement"] += [
+        {"@type": "DataDownload", "contentUrl": name}
+        for name in (
+            "product_woolworths_nan-optipro_offer_gtin13.jsonld",
+            "productgroup_mavibasim_bloknot_hasVariant_variesBy.jsonld",
+        )
+    ]
+    catalog.feed.write_text(json.dumps(index))
+    config = folder / "ingestion.yaml"
+    config.write_text(
+        "ingestion:\n  - name: demo-shop\n    source_type: remote\n"
+        f"    registry: {base_url}/catalog/registry.jsonld\n    feed_path: {base_url}/catalog/feed.jsonld\n"
+        '    schedule: "0 */4 * * *"\n'
+    )
+    return config
+
+
+def run_catalog(config: Path) -> str:
+    """Run the demo's catalog ingestor; its worst stage status."""
+    try:
+        results = ingest_catalog("demo-shop", str(config))
+    except Exception as error:  # reported, then the demo fails
+        print(f"error: {error}", file=sys.stderr)
+        return "failed"
+    statuses = [status_of(r) for r in results.values()]
+    return "loaded" if all(s in ("loaded", "unchanged") for s in statuses) and len(statuses) == 3 else "failed"
+
+
+def print_catalog_summary(status: str) -> None:
+    """Print the catalog's rows and the top 3 search results of a query."""
+    print(f"\nCatalog feed (ingestion.yaml, JSON-LD served on 127.0.0.1): {status}")
+    with ClickHouseWarehouse.from_settings().session() as client:
+        for table in ("brands", "products", "offers", "product_vectors"):
+            if client.command(f"EXISTS TABLE catalog.{table}"):
+                print(f"  catalog.{table}: {client.command(f'SELECT count() FROM catalog.{table}')}")
+    print(f'  search "{DEMO_QUERY}":')
+    for hit in search(DEMO_QUERY, k=3):
+        print(f"    {hit.score:.4f}  {hit.sku:<12} {hit.name}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__.splitlines()[0])
@@ -138,9 +194,11 @@ def main(argv: list[str] | None = None) -> int:
                 failed = True
                 print(f"error: {error}", file=sys.stderr)
         api_runs, api_statuses = run_api_sources(server)
+        catalog_status = run_catalog(prepare_catalog(root, server.base_url))
     print_summary(networks, args.date, statuses)
     print_api_summary(api_runs, api_statuses)
-    failed = failed or "failed" in api_statuses.values()
+    print_catalog_summary(catalog_status)
+    failed = failed or "failed" in api_statuses.values() or catalog_status == "failed"
     return 1 if failed else 0
 
 
