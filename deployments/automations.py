@@ -251,6 +251,26 @@ def build_file_drop_trigger(source: str, deployment_id: UUID) -> Automation:
     )
 
 
+CATALOG_PREFIX = "headwater-catalog-"
+
+
+def build_catalog_trigger(instance: str, deployment_id: UUID) -> Automation:
+    """The automation that runs a catalog ingestor's deployment when the watcher reports its feed changed."""
+    return Automation(
+        name=f"{CATALOG_PREFIX}{instance.removeprefix('catalog-')}",
+        description=f"Runs {instance} on each {events.CATALOG_FEED_CHANGED} of {instance}.",
+        enabled=True,
+        trigger=EventTrigger(
+            expect={events.CATALOG_FEED_CHANGED},
+            match=ResourceSpecification.model_validate({"prefect.resource.id": events.resource_id(instance)}),
+            posture=Posture.Reactive,
+            threshold=1,
+            within=timedelta(0),
+        ),
+        actions=[RunDeployment(source="selected", deployment_id=deployment_id, parameters=None, job_variables=None)],
+    )
+
+
 def ensure_file_drop_triggers(config_path: str | None = None) -> tuple[list[str], list[str]]:
     """Create or update the trigger of every on-arrival file source whose deployment exists.
 

@@ -1,9 +1,11 @@
 """One deployment per catalog ingestor, from ``ingestion.yaml``: ``python -m deployments.catalog [--config PATH]``.
 
 Adding an ingestor means adding lines to the file and running this command: it creates
-or updates ``catalog-<name>`` (the ingestor's cron, UTC, on the ``catalog`` queue) and
-deletes the ``catalog-*`` deployments of entries that were removed. A bad file is a
-one-line error and changes nothing.
+or updates ``catalog-<name>`` (the ingestor's cron, UTC, on the ``catalog`` queue) with
+the automation ``headwater-catalog-<name>`` that runs it when ``catalog-watch`` reports
+its feed changed, keeps ``catalog-watch`` itself (every
+``HEADWATER_CATALOG_CHECK_INTERVAL_MIN`` minutes), and deletes the deployments and
+automations of entries that were removed. A bad file is a one-line error and changes nothing.
 """
 
 from __future__ import annotations
@@ -17,16 +19,21 @@ from prefect import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.flows import load_flow_from_entrypoint
 
+from deployments.automations import CATALOG_PREFIX, apply, build_catalog_trigger
 from deployments.setup import ensure_pools
 from headwater.catalog.config import load_ingestion
 from headwater.cli import report_error
 from headwater.settings import get_settings
 
 ENTRYPOINT = "flows/catalog.py:ingest_catalog"
+WATCH_ENTRYPOINT = "flows/catalog_watch.py:watch_catalog_feeds"
+WATCH_NAME = "catalog-watch"
 FLOW_NAME = "ingest-catalog"
 POOL, QUEUE = "headwater", "catalog"
 TAGS = ["headwater", "source", "catalog"]
-HEARTBEAT = {"env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}}  # as prefect.yaml's pool anchor
+PROJECT = Path(__file__).resolve().parents[1]
+# As prefect.yaml's pool anchor, plus the working directory `prefect deploy` sets for its deployments.
+JOB_VARIABLES = {"env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}, "working_dir": str(PROJECT)}
 
 
 def ensure_catalog_deployments(config: Path | None = None) -> list[str]:
@@ -45,7 +52,7 @@ def ensure_catalog_deployments(config: Path | None = None) -> list[str]:
             concurrency_limit=1,
             work_pool_name=POOL,
             work_queue_name=QUEUE,
-            job_variables=HEARTBEAT,
+            job_variables=JOB_VARIABLES,
         )
         deployment.apply()
         changes.append(f"applied deployment {ingestor.instance} ({ingestor.schedule})")
@@ -56,6 +63,27 @@ def ensure_catalog_deployments(config: Path | None = None) -> list[str]:
             if stale.name not in wanted:
                 client.delete_deployment(stale.id)
                 changes.append(f"deleted deployment {stale.name} (not in {path.name})")
+            elif change := apply(build_catalog_trigger(stale.name, stale.id)):
+                changes.append(change)
+        for automation in client.read_automations():
+            name = automation.name.removeprefix(CATALOG_PREFIX)
+            if automation.name.startswith(CATALOG_PREFIX) and f"catalog-{name}" not in wanted:
+                client.delete_automation(automation.id)
+                changes.append(f"deleted automation {automation.name} (not in {path.name})")
+    watch: Any = load_flow_from_entrypoint(WATCH_ENTRYPOINT)
+    interval = get_settings().catalog_check_interval_min
+    watch.to_deployment(
+        name=WATCH_NAME,
+        cron=f"*/{interval} * * * *",
+        parameters={"config": str(path)},
+        tags=["headwater", "maintenance"],
+        description=f"Probes the feeds of {path.name} every {interval} minutes; emits headwater.catalog.feed.changed.",
+        concurrency_limit=1,
+        work_pool_name=POOL,
+        work_queue_name=QUEUE,
+        job_variables=JOB_VARIABLES,
+    ).apply()
+    changes.append(f"applied deployment {WATCH_NAME} (*/{interval} * * * *)")
     return changes
 
 

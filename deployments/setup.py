@@ -77,7 +77,7 @@ POOLS = (
 GLOBAL_LIMITS: dict[str, int] = {WAREHOUSE_WRITES: 2}
 
 
-CODE_DEPLOYED: dict[str, list[str]] = {"catalog": ["the catalog ingestors of ingestion.yaml"]}
+CODE_DEPLOYED: dict[str, list[str]] = {"catalog": ["the catalog ingestors of ingestion.yaml", "catalog-watch"]}
 """Queues whose deployments are made by code, not listed in ``prefect.yaml`` (``deployments/catalog.py``)."""
 
 

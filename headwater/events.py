@@ -20,6 +20,7 @@ RUN_PARTIAL = "headwater.run.partial"
 SOURCE_REPAIRED = "headwater.source.repaired"
 RUN_CRASHED = "headwater.run.crashed"
 FILEDROP_ARRIVED = "headwater.filedrop.arrived"
+CATALOG_FEED_CHANGED = "headwater.catalog.feed.changed"
 
 
 def resource_id(instance: str) -> str:

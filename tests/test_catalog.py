@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from devtools.export_server import ExportServer
 from flows.catalog import ingest_catalog, main, search
 from headwater.catalog.config import load_ingestion
 from headwater.catalog.items import Feed, parse_feed, parse_registry
+from headwater.catalog.probe import probe_local, probe_remote
 from headwater.errors import ConfigurationError, QualityError
 from headwater.outcome import BatchOutcome
 from tests.helpers import ledger_runs, query
@@ -343,10 +346,13 @@ def test_the_setup_command_follows_the_file(tmp_path: Path) -> None:
         SHARDED_INDEX,
         extra="  - {name: other, source_type: local, feed_path: data/feed.jsonld, schedule: '15 3 * * 1'}\n",
     )
-    assert ensure_catalog_deployments(config)[-2:] == [
+    changes = ensure_catalog_deployments(config)
+    assert {
         "applied deployment catalog-keystone (0 */4 * * *)",
         "applied deployment catalog-other (15 3 * * 1)",
-    ]
+        "created automation headwater-catalog-other",
+        "applied deployment catalog-watch (*/5 * * * *)",
+    } <= set(changes), changes
     deployed = catalog_deployments()
     assert {name: d["schedules"] for name, d in deployed.items()} == {
         "catalog-keystone": ["0 */4 * * *"],
@@ -356,10 +362,11 @@ def test_the_setup_command_follows_the_file(tmp_path: Path) -> None:
     assert deployed["catalog-other"]["queue"] == "catalog"
 
     config.write_text(config.read_text().split("  - {name: other")[0])
-    assert ensure_catalog_deployments(config)[-2:] == [
-        "applied deployment catalog-keystone (0 */4 * * *)",
+    changes = ensure_catalog_deployments(config)
+    assert {
         "deleted deployment catalog-other (not in ingestion.yaml)",
-    ]
+        "deleted automation headwater-catalog-other (not in ingestion.yaml)",
+    } <= set(changes), changes
     assert sorted(catalog_deployments()) == ["catalog-keystone"]
 
     config.write_text(config.read_text().replace("0 */4 * * *", "every four hours"))
@@ -494,3 +501,24 @@ def test_a_product_missing_from_the_feed_is_soft_deleted_then_dropped(
     assert [r[0] for r in query("SELECT sku FROM catalog.products")] == ["155536"]
     feed_runs = [r for r in ledger_runs("catalog-keystone") if r["partition_key"] == "keystone/feed"]
     assert json.loads(feed_runs[-1]["notes"])["expired"] == 4
+
+
+def test_the_feed_probe_sees_only_real_changes(home: Path, exports: Path, server: ExportServer) -> None:
+    feed = exports / "feed.jsonld"
+    feed.write_text(json.dumps(SHARDED_INDEX))
+    first = probe_local(feed, {})
+    assert (first.changed, first.detail) == (False, "first probe: baseline recorded")
+    assert probe_local(feed, first.state).detail == "size and mtime unchanged"
+    os.utime(feed, (time.time() + 5, time.time() + 5))  # touched, same bytes
+    touched = probe_local(feed, first.state)
+    assert (touched.changed, touched.detail) == (False, "content unchanged")
+    feed.write_text(json.dumps({**SHARDED_INDEX, "name": "v2"}))
+    assert probe_local(feed, touched.state).changed
+
+    url = f"{server.base_url}/feed.jsonld"
+    baseline = probe_remote("catalog-keystone", url, {})
+    assert "probe:last_modified" in baseline.state
+    assert probe_remote("catalog-keystone", url, baseline.state).detail == "304 Not Modified"
+    feed.write_text(json.dumps({**SHARDED_INDEX, "name": "v3"}))
+    os.utime(feed, (time.time() + 10, time.time() + 10))
+    assert probe_remote("catalog-keystone", url, baseline.state).changed
