@@ -130,11 +130,13 @@ def part_embed(products: int, work: Path) -> None:
 def part_search(count: int, work: Path) -> None:
     import clickhouse_connect
 
+    from headwater.catalog.vectors import SEARCH_SETTINGS, VECTOR_INDEX
+
     client = clickhouse_connect.get_client(dsn=f"chdb://{work / 'search'}")
     client.command("CREATE DATABASE IF NOT EXISTS bench")
     client.command(
         "CREATE TABLE bench.v (id UInt32, embedding Array(Float32), "
-        "INDEX vi embedding TYPE vector_similarity('hnsw', 'cosineDistance', 384) GRANULARITY 100000000) "
+        f"INDEX vi embedding TYPE {VECTOR_INDEX}) "
         "ENGINE = MergeTree ORDER BY id"
     )
     rng = np.random.default_rng(7)
@@ -154,6 +156,7 @@ def part_search(count: int, work: Path) -> None:
         found = client.query(
             "SELECT id FROM bench.v ORDER BY cosineDistance(embedding, {q:Array(Float32)}) LIMIT 10",
             parameters={"q": query.tolist()},
+            settings=SEARCH_SETTINGS,
         ).result_rows
         latencies.append(time.perf_counter() - started)
         exact = set(np.argsort(-(data @ query))[:10].tolist())

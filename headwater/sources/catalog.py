@@ -29,7 +29,7 @@ from clickhouse_connect.driver.client import Client
 from headwater.api_batch import FetchResult
 from headwater.catalog.items import Feed, Registry, parse_feed, parse_registry
 from headwater.catalog.jsonld import first, nodes, text, walk
-from headwater.catalog.vectors import DIMENSIONS, Embedder, Stored, vector_rows
+from headwater.catalog.vectors import VECTOR_INDEX, Embedder, Stored, vector_rows
 from headwater.errors import FetchError, NotFoundError, QualityError
 from headwater.http import get
 from headwater.loading import qualified
@@ -151,9 +151,7 @@ PRODUCT_VECTORS = TableSpec(
     "product_vectors",
     ProductVectors,
     key=("sku",),
-    indexes=(
-        f"INDEX vi embedding TYPE vector_similarity('hnsw', 'cosineDistance', {DIMENSIONS}) GRANULARITY 100000000",
-    ),
+    indexes=(f"INDEX vi embedding TYPE {VECTOR_INDEX}",),
 )
 
 CATALOG_REGISTRY = SourceSpec(
