@@ -430,7 +430,8 @@ def test_only_changed_texts_are_embedded_again_and_a_model_change_reembeds_all(
     before = vectors()
     assert {model for _, model, _ in before.values()} == {"test-words/1"}
     assert (
-        "vector_similarity('hnsw', 'cosineDistance', 384)" in query("SHOW CREATE TABLE catalog.product_vectors")[0][0]
+        "vector_similarity('hnsw', 'cosineDistance', 384, 'f32', 64, 512)"
+        in query("SHOW CREATE TABLE catalog.product_vectors")[0][0]
     )
 
     WordEmbedder.embedded = []
