@@ -227,27 +227,36 @@ FILE_DROP_FLOW = "ingest-file-drop"
 FILE_DROP_PREFIX = "headwater-filedrop-"
 
 
-def build_file_drop_trigger(source: str, deployment_id: UUID) -> Automation:
-    """The automation that runs a file source's deployment with each file the watcher reports arrived."""
+def run_on_event(
+    name: str, description: str, event: str, instance: str, deployment_id: UUID, parameters: dict[str, Any] | None
+) -> Automation:
+    """An automation that runs a deployment on each ``event`` about ``instance``."""
     return Automation(
-        name=f"{FILE_DROP_PREFIX}{source}",
-        description=f"Runs {FILE_DROP_FLOW}/{source} with the file of each {events.FILEDROP_ARRIVED} of {source}.",
+        name=name,
+        description=description,
         enabled=True,
         trigger=EventTrigger(
-            expect={events.FILEDROP_ARRIVED},
-            match=ResourceSpecification.model_validate({"prefect.resource.id": events.resource_id(source)}),
+            expect={event},
+            match=ResourceSpecification.model_validate({"prefect.resource.id": events.resource_id(instance)}),
             posture=Posture.Reactive,
             threshold=1,
             within=timedelta(0),
         ),
         actions=[
-            RunDeployment(
-                source="selected",
-                deployment_id=deployment_id,
-                parameters={"file": {"__prefect_kind": "jinja", "template": "{{ event.payload.path }}"}},
-                job_variables=None,
-            )
+            RunDeployment(source="selected", deployment_id=deployment_id, parameters=parameters, job_variables=None)
         ],
+    )
+
+
+def build_file_drop_trigger(source: str, deployment_id: UUID) -> Automation:
+    """The automation that runs a file source's deployment with each file the watcher reports arrived."""
+    return run_on_event(
+        f"{FILE_DROP_PREFIX}{source}",
+        f"Runs {FILE_DROP_FLOW}/{source} with the file of each {events.FILEDROP_ARRIVED} of {source}.",
+        events.FILEDROP_ARRIVED,
+        source,
+        deployment_id,
+        {"file": {"__prefect_kind": "jinja", "template": "{{ event.payload.path }}"}},
     )
 
 
@@ -256,18 +265,13 @@ CATALOG_PREFIX = "headwater-catalog-"
 
 def build_catalog_trigger(instance: str, deployment_id: UUID) -> Automation:
     """The automation that runs a catalog ingestor's deployment when the watcher reports its feed changed."""
-    return Automation(
-        name=f"{CATALOG_PREFIX}{instance.removeprefix('catalog-')}",
-        description=f"Runs {instance} on each {events.CATALOG_FEED_CHANGED} of {instance}.",
-        enabled=True,
-        trigger=EventTrigger(
-            expect={events.CATALOG_FEED_CHANGED},
-            match=ResourceSpecification.model_validate({"prefect.resource.id": events.resource_id(instance)}),
-            posture=Posture.Reactive,
-            threshold=1,
-            within=timedelta(0),
-        ),
-        actions=[RunDeployment(source="selected", deployment_id=deployment_id, parameters=None, job_variables=None)],
+    return run_on_event(
+        f"{CATALOG_PREFIX}{instance.removeprefix('catalog-')}",
+        f"Runs {instance} on each {events.CATALOG_FEED_CHANGED} of {instance}.",
+        events.CATALOG_FEED_CHANGED,
+        instance,
+        deployment_id,
+        None,
     )
 
 

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -136,3 +136,19 @@ def process_worker(log_path: Path, env: dict[str, str], pool: str = "headwater")
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """Run a command in the repo root and return the finished process."""
     return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout_s: float, worker_log: Path) -> Any:
+    """``check()``'s first truthy answer, asked every second; TimeoutError with the worker's log after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not (found := check()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not within {timeout_s:g} s\nworker log:\n{worker_log.read_text()[-3000:]}")
+        time.sleep(1)
+    return found
+
+
+def finished(api_url: str, flow_run_id: str) -> dict[str, Any] | None:
+    """The flow run once it is in a final state, else None."""
+    run = api_request(api_url, "GET", f"/flow_runs/{flow_run_id}")
+    return run if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None  # type: ignore[no-any-return]

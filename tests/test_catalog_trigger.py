@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,15 @@ from typing import Any
 import pytest
 
 from devtools.export_server import ExportServer
-from tests.prefect_server import api_request, prefect_server, process_worker, run_cli, worker_env
+from tests.prefect_server import (
+    api_request,
+    finished,
+    prefect_server,
+    process_worker,
+    run_cli,
+    wait_for,
+    worker_env,
+)
 from tests.test_catalog import SHARDED_INDEX, write_config
 
 
@@ -66,16 +74,6 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
             yield server
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float, server: Watched) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (found := check()):
-        if time.monotonic() > deadline:
-            log = (server.home / "worker.log").read_text()[-3000:]
-            raise TimeoutError(f"{what} not within {timeout_s:g} s\nworker log:\n{log}")
-        time.sleep(1)
-    return found
-
-
 @pytest.mark.server
 def test_a_changed_feed_runs_its_ingestor_once_and_a_304_runs_nothing(watched: Watched) -> None:
     assert watched.watch() == "catalog-keystone: unchanged"  # first probe: the baseline
@@ -87,17 +85,9 @@ def test_a_changed_feed_runs_its_ingestor_once_and_a_304_runs_nothing(watched: W
     feed.write_text(json.dumps({**SHARDED_INDEX, "name": "changed"}))
     os.utime(feed, (time.time() + 5, time.time() + 5))  # Last-Modified moves by whole seconds
     assert watched.watch() == "catalog-keystone: changed"
-    [run] = wait_for("a run of catalog-keystone", watched.catalog_runs, 60, watched)
-    final = wait_for(
-        "the run to finish",
-        lambda: (
-            (r := watched.api("GET", f"/flow_runs/{run['id']}"))["state"]["type"]
-            in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
-            and r
-        ),
-        120,
-        watched,
-    )
+    log = watched.home / "worker.log"
+    [run] = wait_for("a run of catalog-keystone", watched.catalog_runs, 60, log)
+    final = wait_for("the run to finish", lambda: finished(watched.api_url, run["id"]), 120, log)
     assert final["state"]["type"] == "COMPLETED", (watched.home / "worker.log").read_text()[-4000:]
     assert final["parameters"]["ingestor"] == "keystone"
     time.sleep(5)

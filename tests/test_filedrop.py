@@ -41,7 +41,16 @@ from headwater.filedrop import (
 )
 from headwater.outcome import BatchOutcome
 from tests.helpers import ledger_runs, query, temp_leftovers
-from tests.prefect_server import REPO, api_request, prefect_server, process_worker, run_cli, worker_env
+from tests.prefect_server import (
+    REPO,
+    api_request,
+    finished,
+    prefect_server,
+    process_worker,
+    run_cli,
+    wait_for,
+    worker_env,
+)
 
 SURVEY = "instad-survey"
 SURVEY_2023 = FIXTURES / "instad" / "enquete-agricole-2023.csv"
@@ -640,16 +649,6 @@ def arrival_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
             yield server
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float, server: Server) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (found := check()):
-        if time.monotonic() > deadline:
-            log = (server.home / "worker.log").read_text()[-3000:]
-            raise TimeoutError(f"{what} not within {timeout_s:g} s\nworker log:\n{log}")
-        time.sleep(1)
-    return found
-
-
 @pytest.mark.server
 def test_a_dropped_file_is_loaded_within_a_minute_once(arrival_server: Server) -> None:
     server = arrival_server
@@ -658,22 +657,14 @@ def test_a_dropped_file_is_loaded_within_a_minute_once(arrival_server: Server) -
         "print(run_deployment('watch-file-drops/filedrop-watch', parameters={'run_for_s': 150}, timeout=0).id)"
     )
     running = lambda: server.api("GET", f"/flow_runs/{watcher_id}")["state"]["type"] == "RUNNING"  # noqa: E731
-    wait_for("the watcher running", running, 120, server)
+    log = server.home / "worker.log"
+    wait_for("the watcher running", running, 120, log)
     time.sleep(3)  # its first scans saw an empty folder
 
     dropped = time.monotonic()
     drop(SURVEY_2023, server.drops)
-    [run] = wait_for("a run of the survey's deployment", lambda: server.file_runs(SURVEY), 60, server)
-    final = wait_for(
-        "the run to finish",
-        lambda: (
-            (r := server.api("GET", f"/flow_runs/{run['id']}"))["state"]["type"]
-            in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
-            and r
-        ),
-        90,
-        server,
-    )
+    [run] = wait_for("a run of the survey's deployment", lambda: server.file_runs(SURVEY), 60, log)
+    final = wait_for("the run to finish", lambda: finished(server.api_url, run["id"]), 90, log)
     took = time.monotonic() - dropped
 
     assert final["state"]["type"] == "COMPLETED", final["state"]
