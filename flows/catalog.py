@@ -33,8 +33,8 @@ from headwater.sources.catalog import (
     CATALOG_FEED,
     CATALOG_REGISTRY,
     CATALOG_VECTORS,
-    DATABASE,
     FeedRules,
+    catalog_database,
     feed_batch,
     registry_batch,
     stored_products,
@@ -60,7 +60,7 @@ def _request(source: SourceSpec, ingestor: Ingestor, stage: str, location: str) 
         source=source,
         instance=ingestor.instance,
         partition={"ingestor": ingestor.name, "stage": stage},
-        database=get_settings().databases.get("catalog", DATABASE),
+        database=catalog_database(get_settings()),
         location=location,
     )
 
@@ -76,7 +76,7 @@ def ingest_catalog(ingestor: str, config: str | None = None) -> dict[str, RunRes
     """
     entry, path = ingestor_of(ingestor, config)
     settings = get_settings()
-    database = settings.databases.get("catalog", DATABASE)
+    database = catalog_database(settings)
     rules = FeedRules(
         threshold=settings.catalog_quality_threshold,
         keep_deleted=timedelta(days=settings.catalog_keep_deleted_days),
@@ -126,7 +126,7 @@ def search(query: str, k: int = 10, ingestor: str | None = None) -> list[Hit]:
     """The ``k`` catalog products nearest to ``query``, best first (for Python users; the CLI prints them)."""
     embedder = load_embedder(get_settings().catalog_embedder)
     with ClickHouseWarehouse.from_settings().session() as client:
-        database = get_settings().databases.get("catalog", DATABASE)
+        database = catalog_database(get_settings())
         return catalog_search(client, embedder, database, query, k, ingestor)
 
 

@@ -19,11 +19,16 @@ from headwater.errors import FetchError
 
 def json_body(source: str, response: httpx.Response, what: str = "JSON") -> Any:
     """The response's JSON document; FetchError naming the URL and where the document breaks otherwise."""
+    return json_document(source, str(response.url), response.content, what)
+
+
+def json_document(source: str, url: str, body: bytes, what: str = "JSON") -> Any:
+    """A body (a response's, a file's) as JSON; FetchError naming where it came from and where it breaks."""
     try:
-        return json.loads(response.content)
+        return json.loads(body)
     except ValueError as error:
-        found = " ".join(response.text[:120].split())
-        raise FetchError(source, str(response.url), f"expected {what}, found {found!r}… ({error})") from None
+        found = " ".join(body[:120].decode("utf-8", "replace").split())
+        raise FetchError(source, url, f"expected {what}, found {found!r}… ({error})") from None
 
 
 def csv_frame(source: str, url: str, body: bytes, what: str) -> pl.DataFrame:

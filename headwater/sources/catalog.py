@@ -15,24 +15,26 @@ schema.org vocabulary.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
+from urllib.request import url2pathname
 
 import pandera.polars as pa
 import polars as pl
 from clickhouse_connect.driver.client import Client
 
 from headwater.api_batch import FetchResult
+from headwater.bodies import json_document
 from headwater.catalog.items import Feed, Registry, parse_feed, parse_registry
 from headwater.catalog.jsonld import first, nodes, text, walk
 from headwater.catalog.vectors import VECTOR_INDEX, Embedder, Stored, vector_rows
 from headwater.errors import FetchError, NotFoundError, QualityError
 from headwater.http import get
 from headwater.loading import qualified
+from headwater.settings import Settings
 from headwater.spec import SourceSpec
 from headwater.tables import TableSpec
 
@@ -169,6 +171,11 @@ CATALOG_FEED = SourceSpec(
 )
 
 
+def catalog_database(settings: Settings) -> str:
+    """The catalog's ClickHouse database: ``HEADWATER_DATABASES["catalog"]``, else ``catalog``."""
+    return settings.databases.get("catalog", DATABASE)
+
+
 def read_document(label: str, location: str) -> tuple[Any, str]:
     """A JSON-LD document from a path or an http(s) URL, and where it was read from."""
     if location.startswith(("http://", "https://")):
@@ -181,11 +188,7 @@ def read_document(label: str, location: str) -> tuple[Any, str]:
         if path.stat().st_size > MAX_DOCUMENT_BYTES:
             raise FetchError(label, location, f"expected at most {MAX_DOCUMENT_BYTES} bytes, found more")
         body, where = path.read_bytes(), location
-    try:
-        return json.loads(body), where
-    except ValueError as error:
-        found = " ".join(body[:120].decode("utf-8", "replace").split())
-        raise FetchError(label, where, f"expected a JSON-LD document, found {found!r}… ({error})") from None
+    return json_document(label, where, body, "a JSON-LD document"), where
 
 
 def registry_batch(label: str, ingestor: str, location: str) -> tuple[FetchResult, Registry]:
@@ -212,7 +215,7 @@ def shard_locations(document: Any, location: str) -> list[str] | None:
         url = text(first(download, "contentUrl"))
         if url:
             found.append(urljoin(location if "://" in location else Path(location).as_uri(), url))
-    return [u.removeprefix("file://") if u.startswith("file://") else u for u in found]
+    return [url2pathname(urlsplit(u).path) if u.startswith("file://") else u for u in found]
 
 
 @dataclass(frozen=True)
