@@ -106,16 +106,6 @@ def check_non_negative(label: str, name: str, value: float) -> float:
     return _labelled(label, non_negative, name, value)
 
 
-def check_one_of(label: str, name: str, value: str, allowed: Collection[str]) -> str:
-    """``value`` when it is one of ``allowed``."""
-    return _labelled(label, one_of, name, value, allowed)
-
-
-def check_positive_ints(label: str, name: str, values: Sequence[int]) -> list[int]:
-    """``values`` when it is a non-empty list of integers of at least 1."""
-    return _labelled(label, positive_ints, name, values)
-
-
 def _field(check: Callable[[str, Any], Any]) -> AfterValidator:
     """A pydantic validator running ``check(field_name, value)`` on a value that is not None."""
     return AfterValidator(lambda value, info: value if value is None else check(info.field_name, value))
