@@ -70,6 +70,10 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
         deployed = run_cli([sys.executable, "-m", "deployments.catalog", "--config", str(config)], server.env())
         assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
         assert "created automation headwater-catalog-keystone" in deployed.stdout
+        # The test drives the probes itself: a scheduled catalog-watch run (every 5 minutes
+        # on the clock) racing them would see the change first.
+        watch = server.api("GET", "/deployments/name/watch-catalog-feeds/catalog-watch")
+        server.api("POST", f"/deployments/{watch['id']}/pause_deployment")
         with process_worker(home / "worker.log", server.env()):
             yield server
 
