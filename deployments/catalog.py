@@ -4,7 +4,7 @@ Adding an ingestor means adding lines to the file and running this command: it c
 or updates ``catalog-<name>`` (the ingestor's cron, UTC, on the ``catalog`` queue) with
 the automation ``headwater-catalog-<name>`` that runs it when ``catalog-watch`` reports
 its feed changed, keeps ``catalog-watch`` itself (every
-``HEADWATER_CATALOG_CHECK_INTERVAL_MIN`` minutes), and deletes the deployments and
+``HEADWATER_CATALOG_CHECK_INTERVAL_MIN`` minutes) and the daily ``catalog-cleanup``, and deletes the deployments and
 automations of entries that were removed. A bad file is a one-line error and changes nothing.
 """
 
@@ -28,6 +28,8 @@ from headwater.settings import get_settings
 ENTRYPOINT = "flows/catalog.py:ingest_catalog"
 WATCH_ENTRYPOINT = "flows/catalog_watch.py:watch_catalog_feeds"
 WATCH_NAME = "catalog-watch"
+CLEANUP_ENTRYPOINT = "flows/catalog_cleanup.py:clean_catalog"
+CLEANUP_NAME, CLEANUP_CRON = "catalog-cleanup", "45 2 * * *"  # daily, UTC
 FLOW_NAME = "ingest-catalog"
 POOL, QUEUE = "headwater", "catalog"
 TAGS = ["headwater", "source", "catalog"]
@@ -48,7 +50,7 @@ def ensure_catalog_deployments(config: Path | None = None) -> list[str]:
             cron=ingestor.schedule,
             parameters={"ingestor": ingestor.name, "config": str(path)},
             tags=TAGS,
-            description=f"Catalog ingestor {ingestor.name} of {path.name}: registry, then feed.",
+            description=f"Catalog ingestor {ingestor.name} of {path.name}: registry, feed, vectors.",
             concurrency_limit=1,
             work_pool_name=POOL,
             work_queue_name=QUEUE,
@@ -70,21 +72,43 @@ def ensure_catalog_deployments(config: Path | None = None) -> list[str]:
             if automation.name.startswith(CATALOG_PREFIX) and f"catalog-{name}" not in wanted:
                 client.delete_automation(automation.id)
                 changes.append(f"deleted automation {automation.name} (not in {path.name})")
-    watch: Any = load_flow_from_entrypoint(WATCH_ENTRYPOINT)
     interval = get_settings().catalog_check_interval_min
-    watch.to_deployment(
-        name=WATCH_NAME,
-        cron=f"*/{interval} * * * *",
+    changes.append(
+        apply_maintenance(
+            WATCH_ENTRYPOINT,
+            WATCH_NAME,
+            f"*/{interval} * * * *",
+            path,
+            f"Probes the feeds of {path.name} every {interval} minutes; emits headwater.catalog.feed.changed.",
+        )
+    )
+    changes.append(
+        apply_maintenance(
+            CLEANUP_ENTRYPOINT,
+            CLEANUP_NAME,
+            CLEANUP_CRON,
+            path,
+            "Daily: removes expired soft-deleted products, orphaned rows and the data of removed ingestors.",
+        )
+    )
+    return changes
+
+
+def apply_maintenance(entrypoint: str, name: str, cron: str, path: Path, description: str) -> str:
+    """Create or update one of the catalog's own deployments (the watch, the cleanup) for the file."""
+    maintenance: Any = load_flow_from_entrypoint(entrypoint)
+    maintenance.to_deployment(
+        name=name,
+        cron=cron,
         parameters={"config": str(path)},
         tags=["headwater", "maintenance"],
-        description=f"Probes the feeds of {path.name} every {interval} minutes; emits headwater.catalog.feed.changed.",
+        description=description,
         concurrency_limit=1,
         work_pool_name=POOL,
         work_queue_name=QUEUE,
         job_variables=JOB_VARIABLES,
     ).apply()
-    changes.append(f"applied deployment {WATCH_NAME} (*/{interval} * * * *)")
-    return changes
+    return f"applied deployment {name} ({cron})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,7 @@ from headwater.sources.catalog import (
     vectors_batch,
 )
 from headwater.spec import SourceSpec
+from tasks.catalog import cached_shard_parser
 from tasks.fetch import run_api_batch
 
 
@@ -55,11 +56,12 @@ def ingestor_of(name: str, config: str | None = None) -> tuple[Ingestor, Path]:
     return ingestors[name], path
 
 
-def _request(source: SourceSpec, ingestor: Ingestor, stage: str, location: str) -> BatchRequest:
+def catalog_request(source: SourceSpec, ingestor: str, stage: str, location: str) -> BatchRequest:
+    """The batch of one stage of an ingestor: instance ``catalog-<name>``, partition ``(name, stage)``."""
     return BatchRequest(
         source=source,
-        instance=ingestor.instance,
-        partition={"ingestor": ingestor.name, "stage": stage},
+        instance=f"catalog-{ingestor}",
+        partition={"ingestor": ingestor, "stage": stage},
         database=catalog_database(get_settings()),
         location=location,
     )
@@ -87,7 +89,7 @@ def ingest_catalog(ingestor: str, config: str | None = None) -> dict[str, RunRes
     feed = Feed()
     if entry.registry:
         location = entry.location(entry.registry, path.parent)
-        request = _request(CATALOG_REGISTRY, entry, "registry", location)
+        request = catalog_request(CATALOG_REGISTRY, entry.name, "registry", location)
 
         def fetch_registry() -> object:
             nonlocal registry
@@ -99,14 +101,16 @@ def ingest_catalog(ingestor: str, config: str | None = None) -> dict[str, RunRes
             return results
     if entry.feed_path:
         location = entry.location(entry.feed_path, path.parent)
-        request = _request(CATALOG_FEED, entry, "feed", location)
+        request = catalog_request(CATALOG_FEED, entry.name, "feed", location)
         feed_location = location
         with ClickHouseWarehouse.from_settings().session() as client:
             previous = stored_products(client, database, entry.name)
 
         def fetch_feed() -> object:
             nonlocal feed
-            batch, feed = feed_batch(request.label, entry.name, feed_location, registry, rules, previous)
+            batch, feed = feed_batch(
+                request.label, entry.name, feed_location, registry, rules, previous, cached_shard_parser
+            )
             return batch
 
         results["feed"] = run_api_batch(request, fetch_feed)  # type: ignore[arg-type]
@@ -115,7 +119,7 @@ def ingest_catalog(ingestor: str, config: str | None = None) -> dict[str, RunRes
         with ClickHouseWarehouse.from_settings().session() as client:
             stored = stored_vectors(client, database, entry.name)
         embedder = load_embedder(settings.catalog_embedder)
-        vectors = _request(CATALOG_VECTORS, entry, "vectors", feed_location)
+        vectors = catalog_request(CATALOG_VECTORS, entry.name, "vectors", feed_location)
         results["vectors"] = run_api_batch(
             vectors, lambda: vectors_batch(entry.name, feed, stored, embedder, rules.now)
         )

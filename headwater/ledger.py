@@ -425,9 +425,22 @@ class Ledger:
             dataset_versions.c.instance == instance, dataset_versions.c.partition_key == partition_key
         )
 
-    def latest_version(self, instance: str) -> dict[str, Any] | None:
-        """The instance's most recently loaded version of any partition, or None."""
-        return self._newest_version(dataset_versions.c.instance == instance)
+    def latest_versions_by_source(self, instance: str) -> dict[str, dict[str, Any]]:
+        """The instance's most recently loaded version per source (a catalog ingestor has three)."""
+        newest = (
+            sa.select(sa.func.max(dataset_versions.c.id))
+            .join(runs, runs.c.run_id == dataset_versions.c.run_id)
+            .where(dataset_versions.c.instance == instance)
+            .group_by(runs.c.source)
+        )
+        with self.engine.connect() as conn:
+            pairs = conn.execute(
+                sa.select(runs.c.source, dataset_versions.c.id)
+                .join(runs, runs.c.run_id == dataset_versions.c.run_id)
+                .where(dataset_versions.c.id.in_(newest))
+            ).all()
+        found = {source: self._newest_version(dataset_versions.c.id == id_) for source, id_ in pairs}
+        return {source: version for source, version in found.items() if version}
 
     def _newest_version(self, *where: Any) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

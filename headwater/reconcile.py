@@ -258,7 +258,7 @@ def loaded_version_problems(
 def damaged_instances(
     ledger: Ledger, client: Client, sources: Mapping[str, tuple[SourceSpec, str]], instances: Sequence[str]
 ) -> dict[str, list[str]]:
-    """Instances whose newest loaded partition the warehouse does not hold, or with an unfinished publish.
+    """Instances whose newest loaded partition (per source) the warehouse does not hold, or with an unfinished publish.
 
     ``sources`` maps a source name to its spec and database. An instance of an unknown
     source is left out.
@@ -271,13 +271,12 @@ def damaged_instances(
             for i in ledger.pending_intents(instance)
             if i["run_id"] not in live
         ]
-        version = ledger.latest_version(instance)
-        known = sources.get(ledger.source_of(instance) or "")
-        if version and known:
-            spec, database = known
-            problems += loaded_version_problems(
-                client, spec, database, partition_of(spec, version["partition_key"]), version
-            )
+        for source, version in ledger.latest_versions_by_source(instance).items():
+            if known := sources.get(source):
+                spec, database = known
+                problems += loaded_version_problems(
+                    client, spec, database, partition_of(spec, version["partition_key"]), version
+                )
         if problems:
             damaged[instance] = problems
     return damaged

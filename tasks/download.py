@@ -68,7 +68,9 @@ def download_manifest(request: BatchRequest, workdir: Path) -> Manifest:
     return parse_manifest(f"{request.label}: {MANIFEST_NAME}", downloaded.path.read_bytes())
 
 
-@task(name="download-file", task_run_name="download {resource.path} of {request.label}", timeout_seconds=TASK_TIMEOUT_S)
+# No timeout_seconds: the pipeline submits it to a worker thread, where Prefect cannot interrupt it;
+# the HTTP timeouts and the flow's time limit bound it.
+@task(name="download-file", task_run_name="download {resource.path} of {request.label}")
 def download_resource(request: BatchRequest, resource: Resource, workdir: Path) -> DownloadedFile:
     """Stream one file of the export to disk, hashing it on the way; never more than its listed bytes."""
     url = export_file_url(request.location, resource.path)

@@ -30,7 +30,8 @@ def fetch_api_batch(request: BatchRequest, fetch: Fetch, workdir: Path) -> Manif
     return describe_frames(request, fetch(), workdir / "files")
 
 
-@task(name="hash-file", task_run_name="hash {resource.path} of {request.label}", timeout_seconds=TASK_TIMEOUT_S)
+# No timeout_seconds: submitted to a worker thread like download-file; the flow's time limit bounds it.
+@task(name="hash-file", task_run_name="hash {resource.path} of {request.label}")
 def hash_local_resource(request: BatchRequest, resource: Resource, workdir: Path) -> DownloadedFile:
     """A file this run wrote, measured like a download (size and SHA-256)."""
     path = workdir / "files" / resource.path

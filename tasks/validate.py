@@ -24,7 +24,6 @@ from prefect.context import TaskRunContext
 
 from headwater.batch import BatchRequest
 from headwater.errors import SchemaViolation
-from headwater.params import TASK_TIMEOUT_S
 from headwater.settings import get_settings
 from headwater.tables import TableSpec
 
@@ -133,8 +132,8 @@ def _content_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return f"validate-{request.source.name}-{spec.name}-{parameters['sha256']}-{fingerprint}"
 
 
+# No timeout_seconds: submitted to a worker thread like download-file; the flow's time limit bounds it.
 @task(
-    timeout_seconds=TASK_TIMEOUT_S,
     name="validate-table",
     task_run_name="validate {table} of {request.label}",
     cache_key_fn=_content_key,

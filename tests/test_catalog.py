@@ -18,13 +18,17 @@ from typing import Any
 import numpy as np
 import pytest
 from prefect import get_client
-from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowFilter, FlowFilterName
+from prefect.client.schemas.sorting import ArtifactSort
 
+from blocks.ledger import open_ledger
 from deployments.catalog import ensure_catalog_deployments
 from devtools.export_server import ExportServer
 from flows.catalog import ingest_catalog, main, search
+from flows.catalog_cleanup import clean_catalog
+from flows.health import warehouse_damage
 from headwater.catalog.config import load_ingestion
-from headwater.catalog.items import Feed, parse_feed, parse_registry
+from headwater.catalog.items import Feed, Registry, parse_feed, parse_registry
 from headwater.catalog.probe import probe_local, probe_remote
 from headwater.errors import ConfigurationError, QualityError
 from headwater.outcome import BatchOutcome
@@ -352,6 +356,7 @@ def test_the_setup_command_follows_the_file(tmp_path: Path) -> None:
         "applied deployment catalog-other (15 3 * * 1)",
         "created automation headwater-catalog-other",
         "applied deployment catalog-watch (*/5 * * * *)",
+        "applied deployment catalog-cleanup (45 2 * * *)",
     } <= set(changes), changes
     deployed = catalog_deployments()
     assert {name: d["schedules"] for name, d in deployed.items()} == {
@@ -523,3 +528,91 @@ def test_the_feed_probe_sees_only_real_changes(home: Path, exports: Path, server
     feed.write_text(json.dumps({**SHARDED_INDEX, "name": "v3"}))
     os.utime(feed, (time.time() + 10, time.time() + 10))
     assert probe_remote("catalog-keystone", url, baseline.state).changed
+
+
+def test_the_cleanup_expires_soft_deleted_products_and_retires_removed_ingestors(
+    home: Path, tmp_path: Path, configure: Any
+) -> None:
+    configure(catalog_embedder="tests.test_catalog:WordEmbedder")
+    other = "  - {name: other, source_type: local, feed_path: data/feed.jsonld, schedule: '15 3 * * 1'}\n"
+    config = write_config(tmp_path / "cfg", SHARDED_INDEX, extra=other)
+    ingest_catalog("keystone", str(config))
+    ingest_catalog("other", str(config))
+    index = config.parent / "data" / "feed.jsonld"
+    index.write_text(json.dumps({**SHARDED_INDEX, "dataFeedElement": SHARDED_INDEX["dataFeedElement"][:1]}))
+    ingest_catalog("keystone", str(config))  # four variants soft-deleted, kept 30 days
+
+    assert [(e.ingestor, e.action, e.removed) for e in clean_catalog(str(config))] == [
+        ("keystone", "clean", 0),
+        ("other", "clean", 0),
+    ]
+    configure(catalog_embedder="tests.test_catalog:WordEmbedder", catalog_keep_deleted_days="0")
+    config.write_text(config.read_text().replace(other, ""))
+    report = {e.ingestor: e for e in clean_catalog(str(config))}
+
+    assert report["keystone"].action == "rebuilt by a run of its stages"
+    assert report["keystone"].before["expired products"] == 4
+    assert report["keystone"].after == dict.fromkeys(report["keystone"].before, 0)
+    assert query("SELECT sku FROM catalog.products WHERE ingestor = 'keystone'") == [("155536",)]
+    assert report["other"].action == "retired (not in ingestion.yaml)"
+    assert report["other"].statuses == {"registry": "loaded", "feed": "loaded", "vectors": "loaded"}
+    for table in catalog_counts():
+        assert query(f"SELECT count() FROM catalog.{table} WHERE ingestor = 'other'") == [(0,)], table
+    with open_ledger() as ledger:  # the ledger records the empty partitions: nothing reads as damaged
+        assert ledger.pending_intents("catalog-other") == []
+        assert not {i for i in warehouse_damage(ledger) if i.startswith("catalog-")}
+    with get_client(sync_client=True) as client:
+        [artifact] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["catalog-cleanup"])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    rows = {row["ingestor"]: row for row in json.loads(str(artifact.data))}
+    assert rows["keystone"]["expired products removed"] == 4
+    assert rows["other"]["action"] == "retired (not in ingestion.yaml)"
+    assert [e.action for e in clean_catalog(str(config))] == ["clean"]  # nothing left to do
+
+
+def test_health_checks_every_stage_of_an_ingestor_against_the_warehouse(home: Path, tmp_path: Path) -> None:
+    ingest_catalog("keystone", str(write_config(tmp_path / "cfg", SHARDED_INDEX)))
+    with open_ledger() as ledger:
+        assert "catalog-keystone" not in warehouse_damage(ledger)
+        one = "SELECT brand_id FROM catalog.brands LIMIT 1"
+        query(f"ALTER TABLE catalog.brands DELETE WHERE brand_id IN ({one}) SETTINGS mutations_sync = 2")
+        [problem] = warehouse_damage(ledger)["catalog-keystone"]
+    assert problem.startswith("brands: expected {'")
+
+
+def test_an_unchanged_shard_is_not_parsed_again(home: Path, tmp_path: Path, configure: Any) -> None:
+    configure(catalog_embedder="tests.test_catalog:WordEmbedder")
+    config = write_config(tmp_path / "cfg", SHARDED_INDEX)
+    ingest_catalog("keystone", str(config))  # the first run may find both shards kept by an earlier test
+    group = config.parent / "data" / Path(GROUP).name
+    document = json.loads(group.read_text())
+    document["hasVariant"][0]["name"] = "Renamed variant"
+    group.write_text(json.dumps(document))
+
+    assert ingest_catalog("keystone", str(config))["feed"].status == "loaded"
+    feed_runs = [r for r in ledger_runs("catalog-keystone") if r["partition_key"] == "keystone/feed"]
+    assert json.loads(feed_runs[-1]["notes"])["stats"] == {"documents_parsed": 1}  # of 2 shards
+    assert catalog_counts()["products"] == 5  # the kept shard's product is still published
+    assert query("SELECT count() FROM catalog.products WHERE name = 'Renamed variant'") == [(1,)]
+
+    registry = config.parent / "data" / "registry.jsonld"
+    registry.write_text(registry.read_text().replace('"name":"MBAstudies.com"', '"name":"Mavi Bas\\u0131m"'))
+    ingest_catalog("keystone", str(config))  # brands can resolve differently: every shard is parsed again
+    feed_runs = [r for r in ledger_runs("catalog-keystone") if r["partition_key"] == "keystone/feed"]
+    assert json.loads(feed_runs[-1]["notes"])["stats"] == {"documents_parsed": 2}
+    assert json.loads(feed_runs[-1]["notes"])["unresolved_brands"] == {"Nan": 1}  # Mavi Basım resolves now
+
+
+def test_a_sku_of_an_earlier_shard_is_refused_in_a_later_one() -> None:
+    first, later = Feed(), Feed()
+    parse_feed(fixture_json(PRODUCT), "keystone", parse_registry(fixture_json(ORGANIZATION), "keystone"), first)
+    parse_feed(fixture_json(PRODUCT), "keystone", Registry(), later)
+    first.merge(later)
+    assert [p["sku"] for p in first.products] == ["155536"]
+    assert len(first.offers) == 1
+    assert [(q["item"], q["reason"]) for q in first.quarantine] == [
+        ("155536", "sku: expected a unique sku, found '155536' again")
+    ]

@@ -212,7 +212,8 @@ def test_every_task_has_the_configured_time_limit() -> None:
         if isinstance(task, Task) and task.fn.__module__ == name
     ]
     assert len(found) >= 14
-    assert [t.name for t in found if t.timeout_seconds != limit] == []
+    in_threads = {"download-file", "hash-file", "validate-table"}  # Prefect cannot interrupt a worker thread
+    assert [t.name for t in found if t.timeout_seconds != (None if t.name in in_threads else limit)] == []
 
 
 _HELP_SCRIPT = textwrap.dedent(

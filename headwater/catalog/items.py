@@ -10,6 +10,7 @@ to the quarantine with its reason, offers and all; it never fails the feed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -54,6 +55,11 @@ class Registry:
     brands: list[dict[str, Any]] = field(default_factory=list)
     categories: list[dict[str, Any]] = field(default_factory=list)
 
+    def fingerprint(self) -> str:
+        """SHA-256 of what brand resolution reads (a parsed feed depends on it)."""
+        brands = sorted((str(r["brand_id"]), str(r["name"])) for r in self.brands)
+        return hashlib.sha256(json.dumps(brands).encode()).hexdigest()
+
     def resolve(self, brand: Any) -> str | None:
         """The registry's ``brand_id`` of a feed's brand: by ``@id``, else by name (case-insensitively)."""
         if isinstance(brand, dict) and isinstance(brand.get("@id"), str):
@@ -84,6 +90,35 @@ class Feed:
     def quality_score(self) -> float:
         """Accepted items / all items (1.0 for an empty feed)."""
         return round(len(self.products) / self.items, 4) if self.items else 1.0
+
+    def merge(self, shard: Feed) -> None:
+        """Add a shard parsed on its own: a sku an earlier shard has is refused, groups and categories once."""
+        skus = {row["sku"] for row in self.products}
+        groups = {row["group_id"] for row in self.product_groups}
+        categories = {row["name"] for row in self.categories}
+        refused: set[str] = set()
+        for product in shard.products:
+            if product["sku"] in skus:
+                refused.add(product["sku"])
+                self.quarantine.append(
+                    {
+                        "ingestor": product["ingestor"],
+                        "stage": "feed",
+                        "item": str(product["sku"])[:200],
+                        "reason": f"sku: expected a unique sku, found {product['sku']!r} again",
+                        "document": json.dumps(product, ensure_ascii=False, default=str)[:10_000],
+                    }
+                )
+                continue
+            skus.add(product["sku"])
+            self.products.append(product)
+        self.offers.extend(o for o in shard.offers if o["sku"] not in refused)
+        used = {p["group_id"] for p in shard.products if p["sku"] not in refused}
+        self.product_groups.extend(g for g in shard.product_groups if g["group_id"] in used - groups)
+        self.categories.extend(c for c in shard.categories if c["name"] not in categories)
+        self.quarantine.extend(shard.quarantine)
+        for brand, count in shard.unresolved_brands.items():
+            self.unresolved_brands[brand] = self.unresolved_brands.get(brand, 0) + count
 
 
 def _identifier(node: Node) -> str | None:

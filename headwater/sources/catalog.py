@@ -15,6 +15,8 @@ schema.org vocabulary.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -176,19 +178,56 @@ def catalog_database(settings: Settings) -> str:
     return settings.databases.get("catalog", DATABASE)
 
 
-def read_document(label: str, location: str) -> tuple[Any, str]:
-    """A JSON-LD document from a path or an http(s) URL, and where it was read from."""
+def read_body(label: str, location: str) -> tuple[bytes, str]:
+    """A document's bytes from a path or an http(s) URL, and where they were read from."""
     if location.startswith(("http://", "https://")):
         response = get(label, location)
-        body, where = response.content, str(response.url)
-    else:
-        path = Path(location)
-        if not path.is_file():
-            raise NotFoundError(label, location, "expected a JSON-LD file, found none")
-        if path.stat().st_size > MAX_DOCUMENT_BYTES:
-            raise FetchError(label, location, f"expected at most {MAX_DOCUMENT_BYTES} bytes, found more")
-        body, where = path.read_bytes(), location
+        return response.content, str(response.url)
+    path = Path(location)
+    if not path.is_file():
+        raise NotFoundError(label, location, "expected a JSON-LD file, found none")
+    if path.stat().st_size > MAX_DOCUMENT_BYTES:
+        raise FetchError(label, location, f"expected at most {MAX_DOCUMENT_BYTES} bytes, found more")
+    return path.read_bytes(), location
+
+
+def read_document(label: str, location: str) -> tuple[Any, str]:
+    """A JSON-LD document from a path or an http(s) URL, and where it was read from."""
+    body, where = read_body(label, location)
     return json_document(label, where, body, "a JSON-LD document"), where
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One document of a feed (the whole feed, or one shard of a sharded one), read but not parsed."""
+
+    label: str
+    ingestor: str
+    where: str
+    body: bytes
+    document: Any = None  # the decoded body when the caller already has it
+
+    @property
+    def sha256(self) -> str:
+        """The shard's content hash: with the registry's fingerprint, the key of its parsed rows."""
+        return hashlib.sha256(self.body).hexdigest()
+
+
+def parse_shard(shard: Shard, registry: Registry) -> Feed:
+    """A shard's accepted and quarantined items, parsed on its own."""
+    document = shard.document
+    if document is None:
+        document = json_document(shard.label, shard.where, shard.body, "a JSON-LD document")
+    return parse_feed(document, shard.ingestor, registry)
+
+
+ShardParser = Callable[[Shard, Registry], tuple[Feed, bool]]
+"""Parses a shard, or returns its rows kept from an earlier run; says whether it parsed."""
+
+
+def parse_every_shard(shard: Shard, registry: Registry) -> tuple[Feed, bool]:
+    """The parser without a cache (Python users, tests of the parser): every shard is parsed."""
+    return parse_shard(shard, registry), True
 
 
 def registry_batch(label: str, ingestor: str, location: str) -> tuple[FetchResult, Registry]:
@@ -218,6 +257,22 @@ def shard_locations(document: Any, location: str) -> list[str] | None:
     return [url2pathname(urlsplit(u).path) if u.startswith("file://") else u for u in found]
 
 
+def feed_documents(label: str, ingestor: str, location: str) -> tuple[list[str] | None, Iterator[Shard]]:
+    """A feed's shards (None for a plain feed) and its documents, each read when the iterator reaches it."""
+    body, where = read_body(label, location)
+    index = json_document(label, where, body, "a JSON-LD document")
+    shards = shard_locations(index, where)
+    if shards is None:
+        return None, iter([Shard(label, ingestor, where, body, index)])
+
+    def read(locations: list[str]) -> Iterator[Shard]:
+        for shard in locations:
+            content, found = read_body(label, shard)
+            yield Shard(label, ingestor, found, content)
+
+    return shards, read(shards)
+
+
 @dataclass(frozen=True)
 class FeedRules:
     """How a feed stage judges and keeps: the quality threshold, and how long soft-deleted products stay."""
@@ -234,20 +289,24 @@ def feed_batch(
     registry: Registry,
     rules: FeedRules,
     previous: dict[str, dict[str, Any]] | None = None,
+    parse: ShardParser = parse_every_shard,
 ) -> tuple[FetchResult, Feed]:
     """The feed stage's batch (accepted items, their offers, the quarantine) and the parsed feed.
 
-    A feed is complete: a product of the ``previous`` load that it no longer lists is
+    Each shard is parsed on its own by ``parse`` (the flow's keeps the rows of a shard
+    whose content and registry are unchanged), then merged in the index's order: a sku
+    an earlier shard has is refused. A feed is complete: a product of the ``previous`` load that it no longer lists is
     kept with ``deleted_at`` set (soft-deleted, no offers, no vector) until it is older
     than ``rules.keep_deleted``, then dropped. QualityError when the share of accepted
     items is under ``rules.threshold``.
     """
     threshold = rules.threshold
-    document, where = read_document(label, location)
-    feed = Feed()
-    shards = shard_locations(document, where)
-    for shard in shards or [where]:
-        parse_feed(document if shards is None else read_document(label, shard)[0], ingestor, registry, feed)
+    shards, documents = feed_documents(label, ingestor, location)
+    feed, parsed = Feed(), 0
+    for shard in documents:
+        rows, fresh = parse(shard, registry)
+        parsed += fresh
+        feed.merge(rows)
     if feed.items == 0:
         raise FetchError(label, location, "expected Product or ProductGroup items, found none")
     if feed.quality_score < threshold:
@@ -274,7 +333,11 @@ def feed_batch(
     if shards is not None:
         notes["shards"] = len(shards)
     result = FetchResult(
-        frames=frames, rows_rejected=len(feed.quarantine), quality_score=feed.quality_score, notes=notes
+        frames=frames,
+        rows_rejected=len(feed.quarantine),
+        quality_score=feed.quality_score,
+        notes=notes,
+        stats={"documents_parsed": parsed},
     )
     return result, feed
 
@@ -318,3 +381,54 @@ def stored_products(client: Client, database: str, ingestor: str) -> dict[str, d
         f"SELECT {', '.join(names)} FROM {table} WHERE ingestor = {{i:String}}", parameters={"i": ingestor}
     )
     return {str(row[names.index("sku")]): dict(zip(names, row, strict=True)) for row in result.result_rows}
+
+
+def stored_ingestors(client: Client, database: str) -> list[str]:
+    """The ingestors with rows in any catalog table, sorted."""
+    found: set[str] = set()
+    for spec in (CATALOG_REGISTRY, CATALOG_FEED, CATALOG_VECTORS):
+        for name in spec.tables:
+            table = qualified(database, name)
+            if client.command(f"EXISTS TABLE {table}"):
+                found |= {str(r[0]) for r in client.query(f"SELECT DISTINCT ingestor FROM {table}").result_rows}
+    return sorted(found)
+
+
+def cleanup_backlog(client: Client, database: str, ingestor: str, cutoff: datetime) -> dict[str, int]:
+    """What the cleanup removes for one ingestor: rows per kind (zero when it is clean).
+
+    Expired soft-deleted products (deleted before ``cutoff``), and offers, vectors,
+    product groups and feed categories that no live product (``deleted_at`` unset) uses.
+    """
+    products = qualified(database, "products")
+    live = f"{products} WHERE ingestor = {{i:String}} AND deleted_at IS NULL"
+    groups = qualified(database, "product_groups")
+    queries = {
+        "expired products": f"SELECT count() FROM {products} WHERE ingestor = {{i:String}} "
+        "AND deleted_at IS NOT NULL AND deleted_at < {cutoff:DateTime64(3, 'UTC')}",
+        "orphaned offers": f"SELECT count() FROM {qualified(database, 'offers')} WHERE ingestor = {{i:String}} "
+        f"AND sku NOT IN (SELECT sku FROM {live})",
+        "orphaned vectors": f"SELECT count() FROM {qualified(database, 'product_vectors')} "
+        f"WHERE ingestor = {{i:String}} AND sku NOT IN (SELECT sku FROM {live})",
+        "orphaned groups": f"SELECT count() FROM {groups} WHERE ingestor = {{i:String}} "
+        f"AND group_id NOT IN (SELECT assumeNotNull(group_id) FROM {live} AND group_id IS NOT NULL)",
+        "orphaned categories": f"SELECT count() FROM {qualified(database, 'categories')} "
+        "WHERE ingestor = {i:String} AND stage = 'feed' "
+        f"AND name NOT IN (SELECT assumeNotNull(category) FROM {live} AND category IS NOT NULL "
+        f"UNION ALL SELECT assumeNotNull(category) FROM {groups} WHERE ingestor = {{i:String}} "
+        "AND category IS NOT NULL)",
+    }
+    tables = {
+        "expired products": "products",
+        "orphaned offers": "offers",
+        "orphaned vectors": "product_vectors",
+        "orphaned groups": "product_groups",
+        "orphaned categories": "categories",
+    }
+    backlog = {}
+    for kind, sql in queries.items():
+        exists = client.command(f"EXISTS TABLE {qualified(database, tables[kind])}")
+        backlog[kind] = (
+            int(client.query(sql, parameters={"i": ingestor, "cutoff": cutoff}).result_rows[0][0]) if exists else 0
+        )
+    return backlog
