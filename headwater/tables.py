@@ -177,10 +177,44 @@ def table_ddl(spec: TableSpec, database: str, table: str, partition_by: tuple[st
 
 def write_parquet(path: Path, spec: TableSpec, frames: Iterable[pl.DataFrame]) -> int:
     """Write polars frames as one ZSTD Parquet file with the table's Arrow schema; returns rows."""
-    schema = spec.arrow_schema
-    rows = 0
-    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+    with TableSpool(spec, path) as spool:
         for frame in frames:
-            writer.write_table(frame.to_arrow().select(schema.names).cast(schema))
-            rows += frame.height
-    return rows
+            spool.append(frame)
+    return spool.rows
+
+
+class TableSpool:
+    """One table's Parquet file written chunk by chunk, so a large batch is never whole in memory.
+
+    A fetch appends frames (or rows) as it produces them; the batch's files are then
+    described from the closed file, exactly as from a frame written at once.
+    """
+
+    def __init__(self, spec: TableSpec, path: Path) -> None:
+        self.spec = spec
+        self.path = path
+        self.rows = 0
+        self._schema = spec.arrow_schema
+        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(path, self._schema, compression="zstd")
+
+    def append(self, data: pl.DataFrame | list[dict[str, Any]]) -> None:
+        """Write a frame, or rows of the table, as the file's next row group (nothing for no rows)."""
+        frame = data if isinstance(data, pl.DataFrame) else self.spec.frame(data)
+        if self._writer is None:
+            raise ValueError(f"{self.path.name}: expected an open spool, found it closed")
+        if frame.height:
+            self._writer.write_table(frame.to_arrow().select(self._schema.names).cast(self._schema))
+            self.rows += frame.height
+
+    def close(self) -> Path:
+        """Finish the file (idempotent); returns its path."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        return self.path
+
+    def __enter__(self) -> TableSpool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -28,10 +28,11 @@ from flows.catalog import ingest_catalog, main, search
 from flows.catalog_cleanup import clean_catalog
 from flows.health import warehouse_damage
 from headwater.catalog.config import load_ingestion
-from headwater.catalog.items import Feed, Registry, parse_feed, parse_registry
+from headwater.catalog.items import Feed, FeedTally, Registry, parse_feed, parse_registry
 from headwater.catalog.probe import probe_local, probe_remote
 from headwater.errors import ConfigurationError, QualityError
 from headwater.outcome import BatchOutcome
+from headwater.settings import get_settings
 from tests.helpers import ledger_runs, query
 from tests.recorded import fixture_json, fixture_path
 
@@ -294,6 +295,7 @@ def test_a_feed_under_the_quality_threshold_fails_and_publishes_nothing(home: Pa
         "quality_below_threshold",
     )
     assert "products" not in catalog_counts()
+    assert list(get_settings().tmp_dir.glob("spool-*")) == []  # the spooled rows went with the failure
 
 
 @pytest.mark.parametrize(
@@ -607,12 +609,12 @@ def test_an_unchanged_shard_is_not_parsed_again(home: Path, tmp_path: Path, conf
 
 
 def test_a_sku_of_an_earlier_shard_is_refused_in_a_later_one() -> None:
-    first, later = Feed(), Feed()
-    parse_feed(fixture_json(PRODUCT), "keystone", parse_registry(fixture_json(ORGANIZATION), "keystone"), first)
-    parse_feed(fixture_json(PRODUCT), "keystone", Registry(), later)
-    first.merge(later)
-    assert [p["sku"] for p in first.products] == ["155536"]
-    assert len(first.offers) == 1
-    assert [(q["item"], q["reason"]) for q in first.quarantine] == [
+    tally = FeedTally()
+    first = tally.admit(parse_feed(fixture_json(PRODUCT), "keystone", Registry()))
+    later = tally.admit(parse_feed(fixture_json(PRODUCT), "keystone", Registry()))
+    assert ([p["sku"] for p in first.products], len(first.offers)) == (["155536"], 1)
+    assert (later.products, later.offers) == ([], [])
+    assert [(q["item"], q["reason"]) for q in later.quarantine] == [
         ("155536", "sku: expected a unique sku, found '155536' again")
     ]
+    assert (tally.accepted, tally.rejected, tally.quality_score) == (1, 1, 0.5)

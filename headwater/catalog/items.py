@@ -91,16 +91,39 @@ class Feed:
         """Accepted items / all items (1.0 for an empty feed)."""
         return round(len(self.products) / self.items, 4) if self.items else 1.0
 
-    def merge(self, shard: Feed) -> None:
-        """Add a shard parsed on its own: a sku an earlier shard has is refused, groups and categories once."""
-        skus = {row["sku"] for row in self.products}
-        groups = {row["group_id"] for row in self.product_groups}
-        categories = {row["name"] for row in self.categories}
-        refused: set[str] = set()
+
+@dataclass
+class FeedTally:
+    """What a feed's shards add up to, without keeping their rows: the shards are admitted one by one.
+
+    A sku an earlier shard has is refused (quarantined as a duplicate); product groups
+    and categories are published once. The counts give the feed's quality score.
+    """
+
+    skus: set[str] = field(default_factory=set)
+    groups: set[str] = field(default_factory=set)
+    categories: set[str] = field(default_factory=set)
+    accepted: int = 0
+    rejected: int = 0
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    unresolved_brands: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def items(self) -> int:
+        """Items seen: accepted plus quarantined."""
+        return self.accepted + self.rejected
+
+    @property
+    def quality_score(self) -> float:
+        """Accepted items / all items (1.0 for an empty feed)."""
+        return round(self.accepted / self.items, 4) if self.items else 1.0
+
+    def admit(self, shard: Feed) -> Feed:
+        """The rows of a shard (parsed on its own) that the feed publishes."""
+        admitted = Feed(quarantine=list(shard.quarantine))
         for product in shard.products:
-            if product["sku"] in skus:
-                refused.add(product["sku"])
-                self.quarantine.append(
+            if product["sku"] in self.skus:
+                admitted.quarantine.append(
                     {
                         "ingestor": product["ingestor"],
                         "stage": "feed",
@@ -110,15 +133,21 @@ class Feed:
                     }
                 )
                 continue
-            skus.add(product["sku"])
-            self.products.append(product)
-        self.offers.extend(o for o in shard.offers if o["sku"] not in refused)
-        used = {p["group_id"] for p in shard.products if p["sku"] not in refused}
-        self.product_groups.extend(g for g in shard.product_groups if g["group_id"] in used - groups)
-        self.categories.extend(c for c in shard.categories if c["name"] not in categories)
-        self.quarantine.extend(shard.quarantine)
+            self.skus.add(product["sku"])
+            admitted.products.append(product)
+        accepted = {p["sku"] for p in admitted.products}
+        admitted.offers = [o for o in shard.offers if o["sku"] in accepted]
+        used = {p["group_id"] for p in admitted.products if p["group_id"]} - self.groups
+        admitted.product_groups = [g for g in shard.product_groups if g["group_id"] in used]
+        self.groups |= used
+        admitted.categories = [c for c in shard.categories if c["name"] not in self.categories]
+        self.categories |= {c["name"] for c in admitted.categories}
+        self.accepted += len(admitted.products)
+        self.rejected += len(admitted.quarantine)
+        self.examples.extend(admitted.quarantine[: max(0, 3 - len(self.examples))])
         for brand, count in shard.unresolved_brands.items():
             self.unresolved_brands[brand] = self.unresolved_brands.get(brand, 0) + count
+        return admitted
 
 
 def _identifier(node: Node) -> str | None:

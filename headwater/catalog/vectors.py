@@ -112,8 +112,13 @@ def vector_rows(
     embedder: Embedder,
     ingestor: str,
     now: datetime,
-) -> tuple[list[dict[str, Any]], int]:
-    """One vector row per product (stored ones reused when text and model are unchanged), and the texts embedded."""
+    recent: Mapping[str, Any] | None = None,
+) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
+    """One vector row per product, the texts embedded, and this chunk's vectors by text.
+
+    A stored vector is reused when its text hash and model are unchanged; a text is
+    embedded once (``recent`` holds the previous chunk's vectors by text).
+    """
     texts = {p["sku"]: product_text(p) for p in products}
     hashes = {sku: text_hash(t) for sku, t in texts.items()}
     reuse = {
@@ -121,8 +126,10 @@ def vector_rows(
         for sku in texts
         if sku in stored and stored[sku].text_hash == hashes[sku] and stored[sku].model == embedder.model
     }
-    pending = list(dict.fromkeys(texts[sku] for sku in texts if sku not in reuse))  # each text once
-    vectors = dict(zip(pending, embedder.passages(pending), strict=True)) if pending else {}
+    known = dict(recent or {})
+    pending = list(dict.fromkeys(texts[sku] for sku in texts if sku not in reuse and texts[sku] not in known))
+    if pending:
+        known.update(zip(pending, embedder.passages(pending), strict=True))
     rows = []
     for sku, text in texts.items():
         kept = reuse.get(sku)
@@ -134,20 +141,21 @@ def vector_rows(
                 "text_hash": hashes[sku],
                 "model": embedder.model,
                 "embedded_at": kept.embedded_at if kept else now,
-                "embedding": kept.embedding if kept else [float(x) for x in vectors[text]],
+                "embedding": kept.embedding if kept else [float(x) for x in known[text]],
             }
         )
-    return rows, len(pending)
+    chunk = {text: known[text] for text in texts.values() if text in known}
+    return rows, len(pending), chunk
 
 
-def stored_vectors(client: Client, database: str, ingestor: str) -> dict[str, Stored]:
-    """The ingestor's vectors in the warehouse, by sku (empty before the first load)."""
+def stored_vectors(client: Client, database: str, ingestor: str, skus: Sequence[str]) -> dict[str, Stored]:
+    """Stored vectors of some of the ingestor's products, by sku (empty before the first load)."""
     if not client.command(f"EXISTS TABLE {qualified(database, 'product_vectors')}"):
         return {}
     result = client.query(
         f"SELECT sku, text_hash, model, embedded_at, embedding FROM {qualified(database, 'product_vectors')} "
-        "WHERE ingestor = {i:String}",
-        parameters={"i": ingestor},
+        "WHERE ingestor = {i:String} AND sku IN {skus:Array(String)}",
+        parameters={"i": ingestor, "skus": list(skus)},
     )
     return {str(r[0]): Stored(str(r[1]), str(r[2]), r[3], list(r[4])) for r in result.result_rows}
 

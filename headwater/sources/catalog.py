@@ -16,6 +16,7 @@ schema.org vocabulary.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,11 +29,11 @@ import pandera.polars as pa
 import polars as pl
 from clickhouse_connect.driver.client import Client
 
-from headwater.api_batch import FetchResult
+from headwater.api_batch import FetchResult, open_spools
 from headwater.bodies import json_document
-from headwater.catalog.items import Feed, Registry, parse_feed, parse_registry
+from headwater.catalog.items import Feed, FeedTally, Registry, parse_feed, parse_registry
 from headwater.catalog.jsonld import first, nodes, text, walk
-from headwater.catalog.vectors import VECTOR_INDEX, Embedder, Stored, vector_rows
+from headwater.catalog.vectors import VECTOR_INDEX, Embedder, stored_vectors, vector_rows
 from headwater.errors import FetchError, NotFoundError, QualityError
 from headwater.http import get
 from headwater.loading import qualified
@@ -282,105 +283,153 @@ class FeedRules:
     now: datetime
 
 
+@dataclass(frozen=True)
+class StoredProducts:
+    """The ingestor's products in the warehouse: when each was deleted (None: live), and a reader of their rows."""
+
+    deleted_at: dict[str, datetime | None]
+    read: Callable[[list[str]], list[dict[str, Any]]]
+
+
+FEED_TABLES = ("product_groups", "products", "offers", "categories", "quarantine")
+
+
 def feed_batch(
     label: str,
     ingestor: str,
     location: str,
     registry: Registry,
     rules: FeedRules,
-    previous: dict[str, dict[str, Any]] | None = None,
+    stored: StoredProducts | None = None,
     parse: ShardParser = parse_every_shard,
-) -> tuple[FetchResult, Feed]:
-    """The feed stage's batch (accepted items, their offers, the quarantine) and the parsed feed.
+) -> FetchResult:
+    """The feed stage's batch: accepted items, their offers, the quarantine; written shard by shard.
 
     Each shard is parsed on its own by ``parse`` (the flow's keeps the rows of a shard
-    whose content and registry are unchanged), then merged in the index's order: a sku
-    an earlier shard has is refused. A feed is complete: a product of the ``previous`` load that it no longer lists is
-    kept with ``deleted_at`` set (soft-deleted, no offers, no vector) until it is older
-    than ``rules.keep_deleted``, then dropped. QualityError when the share of accepted
-    items is under ``rules.threshold``.
+    whose content and registry are unchanged), admitted in the index's order (a sku an
+    earlier shard has is refused) and spooled to Parquet, so memory holds one shard at a
+    time. A feed is complete: a ``stored`` product it no longer lists is kept with
+    ``deleted_at`` set (soft-deleted, no offers, no vector) until it is older than
+    ``rules.keep_deleted``, then dropped. QualityError when the share of accepted items
+    is under ``rules.threshold``; nothing is published then.
     """
-    threshold = rules.threshold
     shards, documents = feed_documents(label, ingestor, location)
-    feed, parsed = Feed(), 0
-    for shard in documents:
-        rows, fresh = parse(shard, registry)
-        parsed += fresh
-        feed.merge(rows)
-    if feed.items == 0:
-        raise FetchError(label, location, "expected Product or ProductGroup items, found none")
-    if feed.quality_score < threshold:
-        reasons = "; ".join(f"{q['item']}: {q['reason']}" for q in feed.quarantine[:3])
-        raise QualityError(
-            label,
-            f"{len(feed.quarantine)} of {feed.items} items refused (quality {feed.quality_score:.2f}, "
-            f"threshold {threshold:.2f}), e.g. {reasons}",
-        )
-    quarantine = [dict(row, item_index=i) for i, row in enumerate(feed.quarantine)]
-    kept, expired = soft_deleted(feed, previous or {}, rules)
-    frames = {
-        "product_groups": PRODUCT_GROUPS.frame(feed.product_groups),
-        "products": PRODUCTS.frame(feed.products + kept),
-        "offers": OFFERS.frame(feed.offers),
-        "categories": CATEGORIES.frame(feed.categories),
-        "quarantine": QUARANTINE.frame(quarantine),
-    }
-    notes: dict[str, Any] = {"items": feed.items, "soft_deleted": len(kept)}
+    tally, parsed = FeedTally(), 0
+    with open_spools(CATALOG_FEED, FEED_TABLES) as spools:
+        for shard in documents:
+            rows, fresh = parse(shard, registry)
+            parsed += fresh
+            offset = tally.rejected
+            admitted = tally.admit(rows)
+            spools["product_groups"].append(admitted.product_groups)
+            spools["products"].append(admitted.products)
+            spools["offers"].append(admitted.offers)
+            spools["categories"].append(admitted.categories)
+            spools["quarantine"].append([dict(r, item_index=offset + i) for i, r in enumerate(admitted.quarantine)])
+        if tally.items == 0:
+            raise FetchError(label, location, "expected Product or ProductGroup items, found none")
+        if tally.quality_score < rules.threshold:
+            reasons = "; ".join(f"{q['item']}: {q['reason']}" for q in tally.examples)
+            raise QualityError(
+                label,
+                f"{tally.rejected} of {tally.items} items refused (quality {tally.quality_score:.2f}, "
+                f"threshold {rules.threshold:.2f}), e.g. {reasons}",
+            )
+        kept, expired = soft_deleted(tally.skus, stored.deleted_at, rules) if stored else ({}, 0)
+        missing = sorted(kept)
+        for start in range(0, len(missing), READ_CHUNK):
+            again = stored.read(missing[start : start + READ_CHUNK]) if stored else []
+            spools["products"].append([{**row, "deleted_at": kept[row["sku"]]} for row in again])
+    notes: dict[str, Any] = {"items": tally.items, "soft_deleted": len(kept)}
     if expired:
         notes["expired"] = expired
-    if feed.unresolved_brands:
-        notes["unresolved_brands"] = feed.unresolved_brands
+    if tally.unresolved_brands:
+        notes["unresolved_brands"] = tally.unresolved_brands
     if shards is not None:
         notes["shards"] = len(shards)
-    result = FetchResult(
-        frames=frames,
-        rows_rejected=len(feed.quarantine),
-        quality_score=feed.quality_score,
+    return FetchResult(
+        frames=dict(spools),
+        rows_rejected=tally.rejected,
+        quality_score=tally.quality_score,
         notes=notes,
         stats={"documents_parsed": parsed},
     )
-    return result, feed
 
 
-def vectors_batch(
-    ingestor: str, feed: Feed, stored: dict[str, Stored], embedder: Embedder, now: datetime
-) -> FetchResult:
-    """The vectors stage's batch: every accepted product's vector, embedding only changed texts."""
-    rows, embedded = vector_rows(feed.products, stored, embedder, ingestor, now)
-    return FetchResult(
-        frames={"product_vectors": PRODUCT_VECTORS.frame(rows)},
-        notes={"model": embedder.model},
-        stats={"embedded": embedded},
-    )
+READ_CHUNK = 2000
+"""Rows read back from the warehouse at a time (kept soft-deleted products, products to embed)."""
 
 
-def soft_deleted(feed: Feed, previous: dict[str, dict[str, Any]], rules: FeedRules) -> tuple[list[dict[str, Any]], int]:
-    """Products of the previous load missing from this feed, marked deleted; and how many expired."""
-    listed = {p["sku"] for p in feed.products}
-    kept, expired = [], 0
-    for sku, row in sorted(previous.items()):
+def soft_deleted(
+    listed: set[str], stored: dict[str, datetime | None], rules: FeedRules
+) -> tuple[dict[str, datetime], int]:
+    """Stored products missing from this feed, with when they were deleted; and how many expired."""
+    kept, expired = {}, 0
+    for sku, stored_at in stored.items():
         if sku in listed:
             continue
-        deleted_at = row.get("deleted_at") or rules.now
+        deleted_at = stored_at or rules.now
         if deleted_at.tzinfo is None:  # the client reads DateTime64(3, 'UTC') as naive UTC
             deleted_at = deleted_at.replace(tzinfo=UTC)
         if rules.now - deleted_at > rules.keep_deleted:
             expired += 1
             continue
-        kept.append({**row, "deleted_at": deleted_at})
+        kept[sku] = deleted_at
     return kept, expired
 
 
-def stored_products(client: Client, database: str, ingestor: str) -> dict[str, dict[str, Any]]:
-    """The ingestor's products in the warehouse, by sku (empty before the first load)."""
+def stored_products(client: Client, database: str, ingestor: str) -> dict[str, datetime | None]:
+    """When each of the ingestor's stored products was deleted (None: live); empty before the first load."""
     table = qualified(database, "products")
     if not client.command(f"EXISTS TABLE {table}"):
         return {}
+    result = client.query(
+        f"SELECT sku, deleted_at FROM {table} WHERE ingestor = {{i:String}}", parameters={"i": ingestor}
+    )
+    return {str(sku): deleted_at for sku, deleted_at in result.result_rows}
+
+
+def product_rows(client: Client, database: str, ingestor: str, skus: list[str]) -> list[dict[str, Any]]:
+    """The stored rows of some of the ingestor's products."""
     names = PRODUCTS.column_names
     result = client.query(
-        f"SELECT {', '.join(names)} FROM {table} WHERE ingestor = {{i:String}}", parameters={"i": ingestor}
+        f"SELECT {', '.join(names)} FROM {qualified(database, 'products')} "
+        "WHERE ingestor = {i:String} AND sku IN {skus:Array(String)}",
+        parameters={"i": ingestor, "skus": skus},
     )
-    return {str(row[names.index("sku")]): dict(zip(names, row, strict=True)) for row in result.result_rows}
+    return [dict(zip(names, row, strict=True)) for row in result.result_rows]
+
+
+def live_products(client: Client, database: str, ingestor: str) -> Iterator[list[dict[str, Any]]]:
+    """The ingestor's live products in chunks, ordered by their text's parts (equal texts are neighbours)."""
+    names = ("sku", "name", "description", "brand_name", "category")
+    order = "name, description, brand_name, category, sku"
+    for start in itertools.count(0, READ_CHUNK):
+        result = client.query(
+            f"SELECT {', '.join(names)} FROM {qualified(database, 'products')} "
+            f"WHERE ingestor = {{i:String}} AND deleted_at IS NULL ORDER BY {order} LIMIT {READ_CHUNK} OFFSET {start}",
+            parameters={"i": ingestor},
+        )
+        if not result.result_rows:
+            return
+        yield [dict(zip(names, row, strict=True)) for row in result.result_rows]
+
+
+def vectors_batch(client: Client, database: str, ingestor: str, embedder: Embedder, now: datetime) -> FetchResult:
+    """The vectors stage's batch: every live product's vector, embedding only changed texts, chunk by chunk.
+
+    Products are read back from the warehouse (the feed stage just published them), so
+    memory holds one chunk of products and vectors at a time.
+    """
+    embedded = 0
+    recent: dict[str, Any] = {}  # the last chunk's texts: an equal text across a chunk boundary is embedded once
+    with open_spools(CATALOG_VECTORS, ["product_vectors"]) as spools:
+        for products in live_products(client, database, ingestor):
+            stored = stored_vectors(client, database, ingestor, [p["sku"] for p in products])
+            rows, count, recent = vector_rows(products, stored, embedder, ingestor, now, recent)
+            embedded += count
+            spools["product_vectors"].append(rows)
+    return FetchResult(frames=dict(spools), notes={"model": embedder.model}, stats={"embedded": embedded})
 
 
 def stored_ingestors(client: Client, database: str) -> list[str]:
