@@ -36,6 +36,7 @@ def _shard_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     cache_key_fn=_shard_key,
     cache_expiration=timedelta(days=30),
     persist_result=True,
+    cache_result_in_memory=False,  # one shard at a time: the flow must not hold every shard's rows
     timeout_seconds=TASK_TIMEOUT_S,
 )
 def parse_shard_once(shard: Shard, registry: Registry) -> Feed:
