@@ -63,13 +63,13 @@ from typing import Any
 
 import clickhouse_connect
 import psutil
+import tasks.validate
 from clickhouse_connect.driver.binding import format_query_value, quote_identifier
 from prefect import flow, task
 from prefect.testing.utilities import prefect_test_harness
 
 import tasks.download
 import tasks.load
-import tasks.validate
 from blocks.warehouse import ClickHouseWarehouse
 from devtools.export_server import ExportServer
 from devtools.generate import write_export

@@ -22,7 +22,7 @@ from headwater.outcome import RunResult
 from headwater.params import FLOW_TIMEOUT_S
 from headwater.settings import get_settings
 from headwater.spec import ApiCall, ApiSource, DeclaredSource, ExportSource
-from tasks.download import download_manifest, download_resource
+from tasks.download import download_manifest, download_resources
 from tasks.fetch import run_api_batch
 from tasks.pipeline import run_batch
 
@@ -54,7 +54,7 @@ def run_source(source: DeclaredSource[Any], raw: dict[str, Any]) -> RunResult:
     run = declared_run(source, raw, settings)
     request = run.request
     if isinstance(source, ExportSource):
-        return run_batch(request, download_manifest, download_resource)
+        return run_batch(request, download_manifest, download_resources)
     if not isinstance(source, ApiSource):
         raise TypeError(f"{source.name}: no flow for a {type(source).__name__}")
     state: dict[str, str] = {}

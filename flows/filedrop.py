@@ -43,8 +43,8 @@ from headwater.manifest import sha256_file
 from headwater.outcome import BatchOutcome, RunResult
 from headwater.params import FLOW_TIMEOUT_S
 from headwater.spec import SourceSpec
+from headwater.validation import collect_failures, expected_values, schema_for
 from tasks.fetch import run_api_batch
-from tasks.validate import collect_failures, expected_values, schema_for
 
 
 @flow(name="ingest-file-drop", flow_run_name="file drop {source}", timeout_seconds=FLOW_TIMEOUT_S)

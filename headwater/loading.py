@@ -25,18 +25,23 @@ import pyarrow.parquet as pq
 from clickhouse_connect.driver.binding import format_query_value, quote_identifier
 from clickhouse_connect.driver.client import Client
 
+from headwater.engine_checks import CheckFailure, NotCompilable, compile_checks, parquet_matches, run_checks
 from headwater.errors import PublishError, SchemaViolation
 from headwater.faults import checkpoint
 from headwater.logs import run_logger
 from headwater.tables import MERGE, REPLACE, TableSpec, table_ddl
+from headwater.validation import schema_for, validate_parquet, violation
 
 ARROW_BATCH_ROWS = 200_000
 # Smaller insert blocks: measured on chDB, lower peak memory and a faster insert than the defaults.
+# A null in a non-nullable column fails the insert instead of becoming the type's default.
 FILE_INSERT_SETTINGS = {
     "max_insert_block_size": 262_144,
     "min_insert_block_size_rows": 262_144,
     "min_insert_block_size_bytes": 0,
+    "input_format_null_as_default": 0,
 }
+NULL_IN_REQUIRED_COLUMN = "CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN"
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,67 @@ def _stage_arrow(client: Client, target: str, spec: TableSpec, path: Path, batch
         table = pa.Table.from_batches([batch])
         table = table.append_column("_batch_id", pa.array([batch_id] * table.num_rows, pa.string()))
         table = table.append_column("_loaded_at", pa.array([loaded_at] * table.num_rows))
-        client.insert_arrow(target, table)
+        client.insert_arrow(target, table, settings={"input_format_null_as_default": 0})
+
+
+def stage_checked(
+    client: Client,
+    *,
+    source: str,
+    database: str,
+    spec: TableSpec,
+    partition_by: Sequence[str],
+    staging: str,
+    path: Path,
+    batch_id: str,
+    mode: str,
+    expected: Mapping[str, Any],
+    batch_rows: int,
+) -> StagedTable:
+    """Stage a file and check it against its contract; raise :class:`SchemaViolation` listing every failure.
+
+    A file with the contract's Parquet schema is read once, by the staging insert, and
+    checked in the engine (one scan: every check and the key's uniqueness). Any other
+    file, a null in a required column, or a model with a check that has no SQL goes
+    through pandera's polars backend, which coerces and reports what the engine cannot.
+    """
+
+    def stage() -> StagedTable:
+        return stage_parquet(
+            client,
+            database=database,
+            spec=spec,
+            partition_by=partition_by,
+            staging=staging,
+            path=path,
+            batch_id=batch_id,
+            mode=mode,
+        )
+
+    schema = schema_for(spec, dict(expected))
+    try:
+        checks = compile_checks(schema) if parquet_matches(path, spec) else None
+    except NotCompilable:
+        checks = None
+    if checks is None:
+        validate_parquet(source, spec, path, dict(expected), batch_rows)
+        staged = stage()
+        check_unique_keys(client, source, database, spec, staged)
+        return staged
+    try:
+        staged = stage()
+    except Exception as error:
+        if NULL_IN_REQUIRED_COLUMN in str(error):
+            validate_parquet(source, spec, path, dict(expected), batch_rows)  # reports the nulls and the rest
+        raise
+    found = run_checks(client, qualified(database, staging), checks, spec.key)
+    problems: list[CheckFailure | str] = list(found.failures)
+    duplicates = duplicate_keys_message(client, database, spec, staging) if found.duplicated_keys else None
+    if duplicates:
+        problems.append(duplicates)
+    if problems:
+        raise violation(source, path.name, problems)
+    return staged
 
 
 def find_duplicate_keys(
@@ -147,15 +212,22 @@ def find_duplicate_keys(
     return int(count), list(sample)
 
 
+def duplicate_keys_message(client: Client, database: str, spec: TableSpec, staging: str) -> str | None:
+    """What is wrong with the table's key in ``staging``: None when it is unique within the batch."""
+    duplicates, sample = find_duplicate_keys(client, database, staging, spec.key)
+    if not duplicates:
+        return None
+    return (
+        f"{spec.name}: expected key ({', '.join(spec.key)}) unique within the export, "
+        f"found {duplicates} duplicated key value(s), e.g. {', '.join(sample)}"
+    )
+
+
 def check_unique_keys(client: Client, source: str, database: str, spec: TableSpec, staged: StagedTable) -> None:
     """Raise :class:`SchemaViolation` when the table's key is not unique within the batch."""
-    duplicates, sample = find_duplicate_keys(client, database, staged.staging, spec.key)
-    if duplicates:
-        raise SchemaViolation(
-            source,
-            f"{spec.name}: expected key ({', '.join(spec.key)}) unique within the export, "
-            f"found {duplicates} duplicated key value(s), e.g. {', '.join(sample)}",
-        )
+    message = duplicate_keys_message(client, database, spec, staged.staging)
+    if message:
+        raise SchemaViolation(source, message)
 
 
 @dataclass(frozen=True)

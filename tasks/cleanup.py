@@ -1,20 +1,16 @@
-"""Cleanup task: always runs, on success and on failure."""
+"""Cleanup step: always runs, on success and on failure (a plain call: nothing to retry)."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-from prefect import task
-
 from blocks.warehouse import ClickHouseWarehouse
 from headwater.batch import BatchRequest
 from headwater.loading import drop_run_tables
 from headwater.logs import run_logger
-from headwater.params import TASK_TIMEOUT_S
 
 
-@task(name="cleanup-run", task_run_name="clean up after {request.label}", timeout_seconds=TASK_TIMEOUT_S)
 def cleanup_run(request: BatchRequest, workdir: Path, warehouse: ClickHouseWarehouse | None) -> None:
     """Remove the run's temp dir and any staging or backup table it left behind."""
     shutil.rmtree(workdir, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from prefect import task
@@ -83,3 +84,12 @@ def download_resource(request: BatchRequest, resource: Resource, workdir: Path) 
             request.label,
             f"{resource.path}: listed in {MANIFEST_NAME}, expected at {url}, found HTTP {error.status or 404}",
         ) from error
+
+
+def download_resources(
+    request: BatchRequest, resources: tuple[Resource, ...], workdir: Path
+) -> Iterator[tuple[Resource, DownloadedFile]]:
+    """Download every listed file at once (a task run each, in worker threads); yield them in manifest order."""
+    futures = [(resource, download_resource.submit(request, resource, workdir)) for resource in resources]
+    for resource, future in futures:
+        yield resource, future.result()

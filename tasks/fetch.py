@@ -5,6 +5,7 @@ From there the batch goes through exactly the pipeline the checksummed exports u
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from prefect import task
@@ -30,12 +31,16 @@ def fetch_api_batch(request: BatchRequest, fetch: Fetch, workdir: Path) -> Manif
     return describe_frames(request, fetch(), workdir / "files")
 
 
-# No timeout_seconds: submitted to a worker thread like download-file; the flow's time limit bounds it.
-@task(name="hash-file", task_run_name="hash {resource.path} of {request.label}")
-def hash_local_resource(request: BatchRequest, resource: Resource, workdir: Path) -> DownloadedFile:
-    """A file this run wrote, measured like a download (size and SHA-256)."""
-    path = workdir / "files" / resource.path
-    return DownloadedFile(url=path.as_uri(), path=path, bytes=path.stat().st_size, sha256=sha256_file(path))
+def local_resources(
+    request: BatchRequest, resources: tuple[Resource, ...], workdir: Path
+) -> Iterator[tuple[Resource, DownloadedFile]]:
+    """The files this run wrote, measured like downloads (size and SHA-256); no task: nothing to retry."""
+    for resource in resources:
+        path = workdir / "files" / resource.path
+        yield (
+            resource,
+            DownloadedFile(url=path.as_uri(), path=path, bytes=path.stat().st_size, sha256=sha256_file(path)),
+        )
 
 
 def run_api_batch(request: BatchRequest, fetch: Fetch) -> RunResult:
@@ -44,4 +49,4 @@ def run_api_batch(request: BatchRequest, fetch: Fetch) -> RunResult:
     def fetch_manifest(req: BatchRequest, workdir: Path) -> Manifest:
         return fetch_api_batch(req, fetch, workdir)
 
-    return run_batch(request, fetch_manifest, hash_local_resource)
+    return run_batch(request, fetch_manifest, local_resources)

@@ -1,4 +1,4 @@
-"""Load task: stage every table of the batch, check keys, publish atomically."""
+"""Load task: stage every table of the batch, check it in the engine against its contract, publish atomically."""
 
 from __future__ import annotations
 
@@ -16,19 +16,19 @@ from headwater.errors import IntegrityError
 from headwater.faults import checkpoint
 from headwater.loading import (
     StagedTable,
-    check_unique_keys,
     drop_run_tables,
     ensure_database,
     ensure_table,
     plan_publish,
     publish,
-    stage_parquet,
+    stage_checked,
     staging_table_name,
 )
 from headwater.logs import run_logger
 from headwater.manifest import Manifest
 from headwater.params import TASK_TIMEOUT_S
 from headwater.settings import get_settings
+from headwater.validation import expected_values
 
 
 def ingest_mode(warehouse: ClickHouseWarehouse) -> str:
@@ -51,7 +51,7 @@ class LoadResult:
 def load_batch(
     request: BatchRequest, manifest: Manifest, files: dict[str, Path], warehouse: ClickHouseWarehouse
 ) -> LoadResult:
-    """Stage each table in full, check row counts and keys, then publish the partition.
+    """Stage each table in full, check it against its contract (rows, checks, keys), then publish the partition.
 
     Nothing is visible in a target table before publish; staging and backup tables
     are dropped whatever happens. Returns rows per table.
@@ -61,6 +61,7 @@ def load_batch(
     database = request.database
     partition_by = request.source.partition_columns
     mode = ingest_mode(warehouse)
+    settings = get_settings()
     # Against a server, a slot of the global limit `python -m deployments.setup` creates (no limit
     # when absent); embedded chDB is already serialised by the warehouse lock.
     slot = nullcontext() if warehouse.embedded else concurrency(WAREHOUSE_WRITES, occupy=1, strict=False)
@@ -71,8 +72,9 @@ def load_batch(
             for table, path in files.items():
                 spec = request.source.table(table)
                 ensure_table(client, database, spec, partition_by)
-                item = stage_parquet(
+                item = stage_checked(
                     client,
+                    source=request.label,
                     database=database,
                     spec=spec,
                     partition_by=partition_by,
@@ -80,6 +82,8 @@ def load_batch(
                     path=path,
                     batch_id=batch_id,
                     mode=mode,
+                    expected=expected_values(request),
+                    batch_rows=settings.validation_batch_rows,
                 )
                 expected = manifest.resource(table).rows
                 if item.rows != expected:
@@ -87,7 +91,6 @@ def load_batch(
                         f"{request.label}: {path.name}",
                         f"row count mismatch after staging: expected {expected}, found {item.rows}",
                     )
-                check_unique_keys(client, request.label, database, spec, item)
                 staged.append(item)
                 logger.info("staged %s rows of %s (%s)", item.rows, table, mode)
             checkpoint("staged")

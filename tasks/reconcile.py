@@ -1,4 +1,4 @@
-"""Reconcile task: every run of an instance starts by bringing warehouse and ledger into agreement."""
+"""Reconcile step: every run of an instance starts by bringing warehouse and ledger into agreement."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import shutil
 import uuid
 from collections.abc import Mapping
 from typing import Any
-
-from prefect import task
 
 from blocks.ledger import open_ledger
 from blocks.warehouse import ClickHouseWarehouse
@@ -17,7 +15,6 @@ from headwater.health import record_attempt
 from headwater.ledger import FAILED, INTENT_ABANDONED, INTENT_PUBLISHED, INTENT_UNDONE, Ledger
 from headwater.loading import drop_run_tables
 from headwater.logs import run_logger
-from headwater.params import TASK_TIMEOUT_S
 from headwater.reconcile import RepairError, is_dead, repair_intent
 from headwater.settings import get_settings
 
@@ -60,7 +57,6 @@ def _abandon(ledger: Ledger, request: BatchRequest, intent: Mapping[str, Any], e
     run_logger().error("%s", error)
 
 
-@task(name="reconcile", task_run_name="reconcile {request.instance}", timeout_seconds=TASK_TIMEOUT_S)
 def reconcile_instance(request: BatchRequest) -> list[str]:
     """Detect crashed runs and repair unfinished publishes of the instance; returns what was repaired.
 

@@ -1,4 +1,4 @@
-"""Record tasks: the run ledger's entries for one batch, and the run's artifact."""
+"""Record steps: the ledger entries of one batch and its artifact (plain calls; the outcome write retries itself)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from prefect import task
 from prefect.artifacts import create_table_artifact
 from tenacity import Retrying, stop_after_attempt, wait_exponential_jitter
 
@@ -17,7 +16,6 @@ from headwater.batch import BatchRequest
 from headwater.health import Gate, check_circuit, record_attempt
 from headwater.ledger import PARTIAL, SUCCESSES, RunRecord
 from headwater.logs import run_logger
-from headwater.params import TASK_TIMEOUT_S
 from headwater.reconcile import loaded_version_problems, owner_id
 from headwater.settings import get_settings
 
@@ -34,7 +32,6 @@ def ledger_write_retrying() -> Retrying:
     )
 
 
-@task(name="check-circuit", task_run_name="check the circuit of {request.instance}", timeout_seconds=TASK_TIMEOUT_S)
 def check_gate(request: BatchRequest, flow_run_id: str | None) -> Gate:
     """Consult the instance's circuit breaker; a refused run is recorded ``skipped_circuit_open``."""
     with open_ledger() as ledger:
@@ -54,7 +51,6 @@ def check_gate(request: BatchRequest, flow_run_id: str | None) -> Gate:
     return gate
 
 
-@task(name="record-start", task_run_name="record start of {request.label}", timeout_seconds=TASK_TIMEOUT_S)
 def record_start(request: BatchRequest, flow_run_id: str | None) -> None:
     """Insert the run's ledger row with status ``running``, owned by this process."""
     with open_ledger() as ledger:
@@ -68,11 +64,6 @@ def record_start(request: BatchRequest, flow_run_id: str | None) -> None:
         )
 
 
-@task(
-    name="check-unchanged",
-    task_run_name="compare {request.label} with the loaded version",
-    timeout_seconds=TASK_TIMEOUT_S,
-)
 def is_unchanged(request: BatchRequest, content_hash: str) -> bool:
     """True when the partition's loaded version has the same content hash *and* the warehouse holds it.
 
@@ -107,7 +98,6 @@ def warehouse_disagrees(request: BatchRequest, version: Mapping[str, Any]) -> li
         return loaded_version_problems(client, request.source, request.database, request.partition, version)
 
 
-@task(name="record-outcome", task_run_name="record {record.status} for {request.label}", timeout_seconds=TASK_TIMEOUT_S)
 def record_outcome(request: BatchRequest, record: RunRecord) -> None:
     """Write the run's outcome to the ledger, update the circuit, leave a table artifact of it."""
     with open_ledger() as ledger:

@@ -1,24 +1,21 @@
-"""Verify tasks: the manifest against the request and the contract, each file against the manifest."""
+"""Verify steps: the manifest against the request and the contract, each file against the manifest."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from prefect import task
 
 from headwater.batch import BatchRequest
 from headwater.errors import IntegrityError, ManifestError
 from headwater.http import DownloadedFile
 from headwater.logs import run_logger
 from headwater.manifest import MANIFEST_NAME, Manifest, Resource
-from headwater.params import TASK_TIMEOUT_S
 
 
 def _describe(values: dict[str, object]) -> str:
     return ", ".join(f"{k}={v}" for k, v in values.items()) or "nothing"
 
 
-@task(name="verify-manifest", task_run_name="verify META.json of {request.label}", timeout_seconds=TASK_TIMEOUT_S)
 def verify_manifest(request: BatchRequest, manifest: Manifest) -> tuple[Resource, ...]:
     """Check the manifest against the request and the contract; return the resources to load.
 
@@ -60,7 +57,6 @@ def verify_manifest(request: BatchRequest, manifest: Manifest) -> tuple[Resource
     return tuple(wanted)
 
 
-@task(name="verify-file", task_run_name="verify {resource.path} of {request.label}", timeout_seconds=TASK_TIMEOUT_S)
 def verify_file(request: BatchRequest, resource: Resource, downloaded: DownloadedFile) -> None:
     """Check a downloaded file's size, SHA-256, Parquet footer and row count against the manifest."""
     where = f"{request.label}: {resource.path}"

@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from datetime import date
 from pathlib import Path
 
 import pytest
-from prefect import flow
 from pydantic import SecretStr
 
 from blocks.warehouse import ClickHouseWarehouse
 from devtools.export_server import ExportServer
 from devtools.generate import write_export
-from headwater.batch import BatchRequest
-from headwater.errors import FetchError, ManifestError, NotFoundError, TransientFetchError
+from headwater.engine_checks import compile_checks, parquet_matches
+from headwater.errors import FetchError, ManifestError, NotFoundError, SchemaViolation, TransientFetchError
 from headwater.http import download_file
+from headwater.loading import drop_run_tables, ensure_database, stage_checked
 from headwater.manifest import parse_manifest
 from headwater.settings import Settings, get_settings
 from headwater.sources.sot.contract import SOT
 from headwater.tables import clickhouse_type, table_ddl
-from tasks.validate import validate_table
+from headwater.validation import validate_parquet
 
 DAY = date(2026, 11, 22)
 
@@ -153,31 +152,90 @@ def test_connection_refused_is_transient(home: Path, tmp_path: Path) -> None:
         download_file("test", "http://127.0.0.1:9/x", tmp_path / "x")
 
 
-def test_validation_is_cached_on_content_not_path(home: Path, tmp_path: Path) -> None:
-    export = write_export(tmp_path / "a", "ethereum", DAY, 50)
-    copy = tmp_path / "copy.parquet"
-    shutil.copy(export / "raw_clusters.parquet", copy)
-    from headwater.manifest import sha256_file
+def _damaged_alerts(path: Path) -> None:
+    import polars as pl
 
-    digest = sha256_file(copy)
-    request = BatchRequest(
-        source=SOT,
-        instance="sot-ethereum",
-        partition={"network": "ethereum", "processing_date": DAY},
-        constants={"window_days": 195},
-        database="sot",
-        run_id="r" * 32,
-    )
+    frame = pl.read_parquet(path)
+    index = pl.int_range(pl.len())
+    frame.with_columns(
+        pl.when(index < 2).then(1.5).otherwise(pl.col("severity")).alias("severity"),
+        pl.when(index == 3).then(pl.lit("x" * 200)).otherwise(pl.col("address")).alias("address"),
+        pl.when(index == 4).then(pl.lit("solana")).otherwise(pl.col("network")).alias("network"),
+    ).write_parquet(path)
 
-    @flow
-    def twice() -> tuple[str, str, int]:
-        first = validate_table(request, "raw_clusters", copy, digest, return_state=True)
-        copy.unlink()  # the second call must not need the file: same content, cached result
-        second = validate_table(request, "raw_clusters", tmp_path / "elsewhere.parquet", digest, return_state=True)
-        return first.name, second.name, second.result().rows
 
-    first, second, rows = twice()
-    assert (first, second, rows) == ("Completed", "Cached", 25)
+def test_engine_checks_report_what_pandera_reports(home: Path, tmp_path: Path) -> None:
+    """The model's checks compiled to SQL find, on the staged rows, exactly the failures pandera finds in the file."""
+    export = write_export(tmp_path / "a", "ethereum", DAY, 40)
+    path = export / "raw_alerts.parquet"
+    _damaged_alerts(path)
+    spec = SOT.table("raw_alerts")
+    expected = {"network": "ethereum", "processing_date": DAY, "window_days": 195}
+    with pytest.raises(SchemaViolation) as by_pandera:
+        validate_parquet("sot-ethereum", spec, path, expected, batch_rows=7)
+    assert parquet_matches(path, spec)
+    with ClickHouseWarehouse.from_settings().session() as client:
+        ensure_database(client, "sot")
+        with pytest.raises(SchemaViolation) as in_engine:
+            stage_checked(
+                client,
+                source="sot-ethereum",
+                database="sot",
+                spec=spec,
+                partition_by=SOT.partition_columns,
+                staging="_stg_raw_alerts_t1",
+                path=path,
+                batch_id="b1",
+                mode="file",
+                expected=expected,
+                batch_rows=7,
+            )
+        drop_run_tables(client, "sot", "t1")
+    message = str(in_engine.value)
+    assert message.startswith("sot-ethereum: raw_alerts.parquet: 3 failing check(s): ")
+    assert "severity: less_than_or_equal_to(1) failed for 2 row(s), e.g. '1.5', '1.5'" in message
+    assert "address: str_length(1, 128) failed for 1 row(s)" in message
+    assert "network: equal_to(ethereum) failed for 1 row(s), e.g. 'solana'" in message
+    assert message == str(by_pandera.value)
+
+
+def test_every_contract_check_compiles_to_sql() -> None:
+    """The engine path covers every declared table: no check is left to a second decode of the file."""
+    from headwater.sources import DECLARED
+
+    for source in DECLARED:
+        for spec in source.tables.values():
+            assert compile_checks(spec.schema), f"{source.name}.{spec.name} has no checks"
+
+
+def test_a_file_off_the_contract_is_reported_by_pandera(home: Path, tmp_path: Path) -> None:
+    """A null in a required column fails the engine's insert; pandera then names it."""
+    import polars as pl
+
+    export = write_export(tmp_path / "a", "ethereum", DAY, 20)
+    path = export / "raw_clusters.parquet"
+    frame = pl.read_parquet(path)
+    frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(None).otherwise(pl.col("cluster_type")).alias("cluster_type")
+    ).write_parquet(path)
+    spec = SOT.table("raw_clusters")
+    with ClickHouseWarehouse.from_settings().session() as client:
+        ensure_database(client, "sot")
+        with pytest.raises(SchemaViolation, match="cluster_type: not_nullable failed for 1 row"):
+            stage_checked(
+                client,
+                source="sot-ethereum",
+                database="sot",
+                spec=spec,
+                partition_by=SOT.partition_columns,
+                staging="_stg_raw_clusters_t2",
+                path=path,
+                batch_id="b2",
+                mode="file",
+                expected={},
+                batch_rows=100,
+            )
+        drop_run_tables(client, "sot", "t2")
 
 
 def test_clickhouse_types_follow_the_contract() -> None:

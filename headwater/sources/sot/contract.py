@@ -60,10 +60,10 @@ class RawFeatures(SotTable):
     last_seen: DateTime = pa.Field(dtype_kwargs=UTC_MS)
     risk_score: float = pa.Field(ge=0, le=1, nullable=True)
 
-    @pa.dataframe_check(error="last_seen >= first_seen")
+    @pa.dataframe_check(error="last_seen >= first_seen", statistics={"sql": "last_seen >= first_seen"})
     @classmethod
     def seen_in_order(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        """``last_seen`` is never before ``first_seen``."""
+        """``last_seen`` is never before ``first_seen`` (its SQL twin, in ``statistics``, runs in the engine)."""
         return data.lazyframe.select(pl.col("last_seen") >= pl.col("first_seen"))
 
 

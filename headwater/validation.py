@@ -1,47 +1,26 @@
-"""Validate task: a table's rows against its pandera model, in bounded record batches.
+"""A file's rows against its pandera model with pandera's polars backend, in bounded record batches.
 
-Every failing check is reported at once, with its count and a few examples. The
-result is cached on content (the file's SHA-256, the model's source code and the
-expected per-batch values), never on a local path, so a retry or a rerun of the same
-file skips the work.
+The path for files the engine cannot check as they are (``headwater/engine_checks.py``:
+a Parquet schema other than the contract's, nulls in a required column, a check with
+no SQL) and for the frames file sources read: pandera coerces types and reports
+every failing check at once, with its count and a few examples.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pandera.errors as pandera_errors
 import pandera.polars as pa
 import polars as pl
-from prefect import task
-from prefect.context import TaskRunContext
 
 from headwater.batch import BatchRequest
+from headwater.engine_checks import EXAMPLES, CheckFailure
 from headwater.errors import SchemaViolation
-from headwater.settings import get_settings
 from headwater.tables import TableSpec
-
-EXAMPLES = 3
-
-
-@dataclass(frozen=True)
-class CheckFailure:
-    """One failing check: where, what, how often, and a few offending values."""
-
-    column: str
-    check: str
-    count: int
-    examples: tuple[str, ...]
-
-    def __str__(self) -> str:
-        shown = ", ".join(repr(e) for e in self.examples)
-        return f"{self.column}: {self.check} failed for {self.count} row(s), e.g. {shown}"
 
 
 @dataclass(frozen=True)
@@ -108,42 +87,15 @@ def validate_parquet(
                 seen, kept = totals.get(key, (0, []))
                 totals[key] = (seen + count, (kept + examples)[:EXAMPLES])
     if totals:
-        failures = [CheckFailure(c, k, n, tuple(e)) for (c, k), (n, e) in totals.items()]
-        raise SchemaViolation(
-            source,
-            f"{path.name}: {len(failures)} failing check(s): " + "; ".join(str(f) for f in failures),
-        )
+        raise violation(source, path.name, [CheckFailure(c, k, n, tuple(e)) for (c, k), (n, e) in totals.items()])
     return TableValidation(table=spec.name, rows=rows)
 
 
-def model_source(spec: TableSpec) -> str:
-    """The source code of the table's model and of every model class it inherits from."""
-    classes = [
-        c for c in spec.model.__mro__ if issubclass(c, pa.DataFrameModel) and c.__module__.split(".")[0] != "pandera"
-    ]
-    return "\n".join(inspect.getsource(c) for c in classes)
+def violation(source: str, file_name: str, failures: Sequence[CheckFailure | str]) -> SchemaViolation:
+    """The one error of a file that fails its checks: every failure, with its count and examples."""
+    return SchemaViolation(
+        source, f"{file_name}: {len(failures)} failing check(s): " + "; ".join(str(f) for f in failures)
+    )
 
 
-def _content_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    request: BatchRequest = parameters["request"]
-    spec = request.source.table(parameters["table"])
-    expected = sorted((k, str(v)) for k, v in expected_values(request).items())
-    fingerprint = hashlib.sha256(f"{model_source(spec)}|{expected}".encode()).hexdigest()[:16]
-    return f"validate-{request.source.name}-{spec.name}-{parameters['sha256']}-{fingerprint}"
-
-
-# No timeout_seconds: submitted to a worker thread like download-file; the flow's time limit bounds it.
-@task(
-    name="validate-table",
-    task_run_name="validate {table} of {request.label}",
-    cache_key_fn=_content_key,
-    cache_expiration=timedelta(days=7),
-    persist_result=True,
-)
-def validate_table(request: BatchRequest, table: str, path: Path, sha256: str) -> TableValidation:
-    """Validate one downloaded table file against its contract model."""
-    spec = request.source.table(table)
-    return validate_parquet(request.label, spec, path, expected_values(request), get_settings().validation_batch_rows)
-
-
-__all__ = ["CheckFailure", "TableValidation", "validate_parquet", "validate_table"]
+__all__ = ["TableValidation", "collect_failures", "expected_values", "schema_for", "validate_parquet", "violation"]
