@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import json
 import os
 import resource
@@ -54,27 +55,26 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import clickhouse_connect
 import psutil
-import tasks.validate
 from clickhouse_connect.driver.binding import format_query_value, quote_identifier
 from prefect import flow, task
 from prefect.testing.utilities import prefect_test_harness
 
-import tasks.download
-import tasks.load
 from blocks.warehouse import ClickHouseWarehouse
 from devtools.export_server import ExportServer
 from devtools.generate import write_export
 from flows.sot import ingest_sot
 from headwater.ledger import LOADED
+from headwater.outcome import BatchOutcome
 from headwater.settings import get_settings
 from headwater.sources.sot.contract import SOT
 from headwater.tables import table_ddl
@@ -83,6 +83,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
 OUT_DIR = BENCH_DIR / "out"
 NETWORK = "ethereum"
+NETWORKS = ("ethereum", "bitcoin", "torus")
+SCHEMES = ("http", "file")
 DAY = date(2026, 11, 22)
 TARGET_RATIO = 0.8
 CHILD_TIMEOUT_S = 3 * 3600
@@ -107,8 +109,10 @@ class Phase:
 
 @dataclass
 class FlowResult:
-    """What the flow child measured."""
+    """What the flow child measured, for one scheme (``http`` or ``file``) and one or more networks."""
 
+    scheme: str
+    networks: list[str]
     status: str
     rows_by_table: dict[str, int]
     bytes: int
@@ -119,66 +123,65 @@ class FlowResult:
     instrumented_s: float
     cpu_s: float
     server_cpu_s: float
+    stages_s: dict[str, float]
+    task_runs: int
     export_server_cpu_s: float = 0.0
     phases: list[Phase] = field(default_factory=list)
 
 
 @dataclass
 class BareResult:
-    """What the bare-load child measured."""
+    """What the bare-load child measured (one or more networks' exports, loaded one after the other)."""
 
     rows_by_table: dict[str, int]
     seconds_by_table: dict[str, float]
     engine_start_s: float
     peak_rss_bytes: int
+    cpu_s: float
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of the bare INSERTs, summed."""
+        return sum(self.seconds_by_table.values())
 
 
 @dataclass
 class SizeResult:
-    """One size's figures: the flow, the bare load and their ratio."""
+    """One size's figures: the flow per scheme, the bare load, and their ratios."""
 
     alerts: int
     rows: int
     export_bytes: int
     generate_s: float
-    flow: FlowResult
+    flows: dict[str, FlowResult]
     bare: BareResult
 
-    @property
-    def flow_rows_per_s(self) -> float:
-        """Rows of the 4 ingested tables per second of the flow's wall clock."""
-        return self.rows / self.flow.wall_s
-
-    @property
-    def pipeline_rows_per_s(self) -> float:
-        """Rows per second of the pipeline's own ``duration_s``."""
-        return self.rows / self.flow.pipeline_s
-
-    @property
-    def bare_s(self) -> float:
-        """Seconds of the bare INSERTs, summed over the 4 tables."""
-        return sum(self.bare.seconds_by_table.values())
-
-    @property
-    def bare_rows_per_s(self) -> float:
-        """Rows of the 4 tables per second of bare INSERT."""
-        return sum(self.bare.rows_by_table.values()) / self.bare_s
-
-    @property
-    def ratio(self) -> float:
-        """Flow rows/s over bare rows/s (target ≥ 0.8)."""
-        return self.flow_rows_per_s / self.bare_rows_per_s
+    def ratio(self, scheme: str) -> float:
+        """Flow rows/s over bare rows/s for ``scheme`` (target ≥ 0.8): the bare seconds over the flow's."""
+        return self.bare.seconds / self.flows[scheme].wall_s
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict with the derived figures."""
         return {
             **asdict(self),
-            "flow_rows_per_s": self.flow_rows_per_s,
-            "pipeline_rows_per_s": self.pipeline_rows_per_s,
-            "bare_s": self.bare_s,
-            "bare_rows_per_s": self.bare_rows_per_s,
-            "ratio_flow_over_bare": self.ratio,
+            "bare_s": self.bare.seconds,
+            "ratio_flow_over_bare": {scheme: self.ratio(scheme) for scheme in self.flows},
         }
+
+
+@dataclass
+class ThreeResult:
+    """Three networks' exports at once against the sum of their three bare loads."""
+
+    alerts: int
+    rows: int
+    flow: FlowResult
+    bare: BareResult
+
+    @property
+    def ratio(self) -> float:
+        """The sum of three bare loads over the wall time of the three flows run at once."""
+        return self.bare.seconds / self.flow.wall_s
 
 
 # --------------------------------------------------------------------------- helpers
@@ -320,6 +323,11 @@ class PhaseClock:
 
         setattr(module, name, timed)
 
+    def intervals(self) -> list[tuple[str, float, float]]:
+        """Every recorded (phase, start, end)."""
+        with self._lock:
+            return list(self._intervals)
+
     def reset(self) -> None:
         """Forget what was recorded (e.g. during the warm-up)."""
         with self._lock:
@@ -359,15 +367,53 @@ class PhaseClock:
         return covered
 
 
+STAGES = {
+    "download + sha256": "download+hash",
+    "open chDB client": "staging",
+    "open chDB client (engine start)": "staging",
+    "stage (DDL + INSERT … FROM file + count)": "staging",
+    "checks in the engine (one scan)": "checks",
+    "duplicate-key examples": "checks",
+    "pandera (polars) validation": "checks",
+    "plan publish (backups)": "publish",
+    "publish (REPLACE PARTITION)": "publish",
+    "drop staging/backup tables": "publish",
+    "ledger + circuit + reconcile": "ledger",
+}
+"""Each instrumented phase's stage in the breakdown; what no phase covers is orchestration."""
+
+
 def instrument(clock: PhaseClock) -> None:
-    """Time the work the flow's tasks delegate to (the names the task modules call)."""
-    clock.wrap(tasks.download, "download_file", "download + sha256 (HTTP)")
-    clock.wrap(tasks.validate, "validate_parquet", "validate (pandera, per table)")
+    """Time the work the flow's steps delegate to (the names the pipeline modules call).
+
+    Names a version of the code lacks are skipped, so the same script measures the code
+    before a change (validation in a polars task, the key check as its own query) and after.
+    """
+    targets = [
+        ("tasks.download", "download_file", "download + sha256"),
+        ("headwater.loading", "stage_parquet", "stage (DDL + INSERT … FROM file + count)"),
+        ("tasks.load", "stage_parquet", "stage (DDL + INSERT … FROM file + count)"),
+        ("headwater.loading", "run_checks", "checks in the engine (one scan)"),
+        ("headwater.loading", "duplicate_keys_message", "duplicate-key examples"),
+        ("headwater.loading", "validate_parquet", "pandera (polars) validation"),
+        ("tasks.validate", "validate_parquet", "pandera (polars) validation"),
+        ("tasks.load", "check_unique_keys", "duplicate-key examples"),
+        ("tasks.load", "plan_publish", "plan publish (backups)"),
+        ("tasks.load", "publish", "publish (REPLACE PARTITION)"),
+        ("tasks.load", "drop_run_tables", "drop staging/backup tables"),
+        *(
+            ("tasks.pipeline", name, "ledger + circuit + reconcile")
+            for name in ("reconcile_instance", "check_gate", "record_start", "is_unchanged", "record_outcome")
+        ),
+    ]
     clock.wrap(clickhouse_connect, "get_client", "open chDB client", first_phase="open chDB client (engine start)")
-    clock.wrap(tasks.load, "stage_parquet", "stage (DDL + INSERT … FROM file + count)")
-    clock.wrap(tasks.load, "check_unique_keys", "unique-key check (GROUP BY key)")
-    clock.wrap(tasks.load, "publish", "publish (backup + REPLACE PARTITION)")
-    clock.wrap(tasks.load, "drop_run_tables", "drop staging/backup tables")
+    for module_name, name, phase in targets:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        if hasattr(module, name):
+            clock.wrap(module, name, phase)
 
 
 @task(name="bench-warm-up-task")
@@ -382,32 +428,74 @@ def warm_up_flow() -> int:
     return warm_up_task.submit(1).result() + warm_up_task(1)
 
 
-def flow_child(base_url: str) -> dict[str, Any]:
-    """Start a Prefect server, warm up, then time one ``ingest_sot`` run."""
+def union_s(spans: list[tuple[float, float]]) -> float:
+    """Wall seconds covered by at least one of ``spans`` (overlaps merged)."""
+    covered, end_so_far = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end <= end_so_far:
+            continue
+        covered += end - max(start, end_so_far)
+        end_so_far = end
+    return covered
+
+
+def stage_breakdown(clock: PhaseClock, wall_s: float) -> dict[str, float]:
+    """Wall seconds per stage (threads merged); orchestration is what no instrumented step covers."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for phase, start, end in clock.intervals():
+        spans.setdefault(STAGES.get(phase, phase), []).append((start, end))
+    stages = {stage: union_s(found) for stage, found in spans.items()}
+    stages["orchestration"] = wall_s - union_s([span for found in spans.values() for span in found])
+    return stages
+
+
+def count_task_runs() -> int:
+    """Task runs the Prefect server holds (the warm-up's two excluded by the caller)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return len(client.read_task_runs(limit=1000))
+
+
+def flow_child(base_url: str, networks: list[str], scheme: str) -> dict[str, Any]:
+    """Start a Prefect server, warm up, then time ``ingest_sot`` of each network (at once when several)."""
     clock = PhaseClock()
     instrument(clock)
     with prefect_test_harness(server_startup_timeout=120):
         warm_up_flow()
         clock.reset()
+        tasks_before = count_task_runs()
         rss_before = current_rss_bytes()
         cpu_before, server_cpu_before = self_cpu_seconds(), children_cpu_seconds()
         with RssSampler() as rss:
             started = time.monotonic()
-            outcome = ingest_sot(NETWORK, DAY, base_url=base_url)
+            with ThreadPoolExecutor(max_workers=len(networks)) as pool:
+                runs = pool.map(lambda network: ingest_sot(network, DAY, base_url=base_url), networks)
+                outcomes = [cast(BatchOutcome, outcome) for outcome in runs]
             wall_s = time.monotonic() - started
         cpu_s, server_cpu_s = self_cpu_seconds() - cpu_before, children_cpu_seconds() - server_cpu_before
         peak = peak_rss_bytes()
+        task_runs = count_task_runs() - tasks_before
+    rows: dict[str, int] = {}
+    for outcome in outcomes:
+        for table, count in outcome.rows_by_table.items():
+            rows[table] = rows.get(table, 0) + count
+    statuses = {outcome.status for outcome in outcomes}
     result = FlowResult(
-        status=outcome.status,
-        rows_by_table=dict(outcome.rows_by_table),
-        bytes=outcome.bytes,
+        scheme=scheme,
+        networks=networks,
+        status=statuses.pop() if len(statuses) == 1 else ",".join(sorted(statuses)),
+        rows_by_table=rows,
+        bytes=sum(outcome.bytes for outcome in outcomes),
         wall_s=wall_s,
-        pipeline_s=outcome.duration_s,
+        pipeline_s=max(outcome.duration_s for outcome in outcomes),
         rss_before_bytes=rss_before,
         peak_rss_bytes=peak,
         instrumented_s=clock.covered_s(),
         cpu_s=cpu_s,
         server_cpu_s=server_cpu_s,
+        stages_s=stage_breakdown(clock, wall_s),
+        task_runs=task_runs,
         phases=clock.phases(started, rss),
     )
     return asdict(result)
@@ -416,10 +504,9 @@ def flow_child(base_url: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- bare child
 
 
-def bare_child(export_dir: Path) -> dict[str, Any]:
-    """Create the flow's tables on a fresh chDB path and time a bare INSERT … FROM file per table."""
+def bare_child(export_dirs: list[Path]) -> dict[str, Any]:
+    """Create the flow's tables on a fresh chDB path and time a bare INSERT … FROM file per table and export."""
     database = "bare"
-    batch_literal = format_query_value(f"sot:{NETWORK}/{DAY}:bench")
     warehouse = ClickHouseWarehouse(dsn=f"chdb://{get_settings().home_dir / 'warehouse'}")
     rows: dict[str, int] = {}
     seconds: dict[str, float] = {}
@@ -430,15 +517,25 @@ def bare_child(export_dir: Path) -> dict[str, Any]:
         client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
         for table in ingested_tables():
             client.command(table_ddl(SOT.table(table), database, table, SOT.partition_columns))
+        cpu_before = self_cpu_seconds()
+        for export_dir in export_dirs:
+            batch_literal = format_query_value(f"sot:{export_dir.parent.name}/{DAY}:bench")
+            for table in ingested_tables():
+                target = f"{quote_identifier(database)}.{quote_identifier(table)}"
+                source = format_query_value(str((export_dir / f"{table}.parquet").resolve()))
+                started = time.monotonic()
+                client.command(f"INSERT INTO {target} SELECT *, {batch_literal}, now64(3) FROM file({source}, Parquet)")
+                seconds[table] = seconds.get(table, 0.0) + time.monotonic() - started
+        cpu_s = self_cpu_seconds() - cpu_before
         for table in ingested_tables():
             target = f"{quote_identifier(database)}.{quote_identifier(table)}"
-            source = format_query_value(str((export_dir / f"{table}.parquet").resolve()))
-            started = time.monotonic()
-            client.command(f"INSERT INTO {target} SELECT *, {batch_literal}, now64(3) FROM file({source}, Parquet)")
-            seconds[table] = time.monotonic() - started
             rows[table] = int(client.command(f"SELECT count() FROM {target}"))  # type: ignore[arg-type]
     result = BareResult(
-        rows_by_table=rows, seconds_by_table=seconds, engine_start_s=engine_start_s, peak_rss_bytes=peak_rss_bytes()
+        rows_by_table=rows,
+        seconds_by_table=seconds,
+        engine_start_s=engine_start_s,
+        peak_rss_bytes=peak_rss_bytes(),
+        cpu_s=cpu_s,
     )
     return asdict(result)
 
@@ -462,8 +559,34 @@ def scratch_dir(keep: bool) -> Iterator[Path]:
                 OUT_DIR.rmdir()  # only when empty
 
 
-def measure(alerts: int, scratch: Path, keep: bool = False) -> SizeResult:
-    """Generate an export of ``alerts`` rows, run the flow child and the bare child on it."""
+def run_flow(exports: Path, workdir: Path, scheme: str, networks: list[str]) -> FlowResult:
+    """The flow child over ``scheme`` (an export server on loopback for http, the directory for file)."""
+    name = f"flow-{scheme}-{len(networks)}"
+    env = child_env(workdir / f"home-{name}", workdir / f"prefect-{name}")
+    parent_cpu_before = self_cpu_seconds()
+    extra = ["--scheme", scheme, "--networks", ",".join(networks)]
+    if scheme == "http":
+        with ExportServer(exports) as server:
+            data = run_child("flow", ["--base-url", server.base_url, *extra], env, workdir)
+    else:
+        data = run_child("flow", ["--base-url", exports.resolve().as_uri(), *extra], env, workdir)
+    # The parent does nothing else meanwhile: its CPU is the export server's (an upper bound).
+    data["export_server_cpu_s"] = self_cpu_seconds() - parent_cpu_before
+    phases = [Phase(**p) for p in data.pop("phases")]
+    flow = FlowResult(**data, phases=phases)
+    if flow.status != LOADED:
+        raise RuntimeError(f"expected the flow to load the export, found status {flow.status!r}")
+    return flow
+
+
+def run_bare(export_dirs: list[Path], workdir: Path, name: str) -> BareResult:
+    """The bare-load child over ``export_dirs``."""
+    env = child_env(workdir / f"home-{name}", workdir / f"prefect-{name}")
+    return BareResult(**run_child("bare", ["--export-dirs", *map(str, export_dirs)], env, workdir))
+
+
+def measure(alerts: int, scratch: Path, schemes: list[str], keep: bool = False) -> SizeResult:
+    """Generate an export of ``alerts`` rows, run the flow child per scheme and the bare child on it."""
     workdir = scratch / f"n{alerts}"
     exports = workdir / "exports"
     log(f"N={alerts:,}: generating the export")
@@ -473,54 +596,52 @@ def measure(alerts: int, scratch: Path, keep: bool = False) -> SizeResult:
     tables = ingested_tables()
     export_bytes = sum((export_dir / f"{t}.parquet").stat().st_size for t in tables)
     log(f"N={alerts:,}: generated in {generate_s:.1f}s ({export_bytes / MIB:,.0f} MiB in the 4 ingested tables)")
-
-    log(f"N={alerts:,}: running the flow (child process)")
-    parent_cpu_before = self_cpu_seconds()
-    with ExportServer(exports) as server:
-        flow_data = run_child(
-            "flow",
-            ["--base-url", server.base_url],
-            child_env(workdir / "home-flow", workdir / "prefect-flow"),
-            workdir,
-        )
-    # The parent does nothing else meanwhile: its CPU is the export server's (whole child run,
-    # so an upper bound of what serving the files cost).
-    flow_data["export_server_cpu_s"] = self_cpu_seconds() - parent_cpu_before
-    phases = [Phase(**p) for p in flow_data.pop("phases")]
-    flow = FlowResult(**flow_data, phases=phases)
-    if flow.status != LOADED:
-        raise RuntimeError(f"expected the flow to load the export, found status {flow.status!r}")
-    log(f"N={alerts:,}: flow {flow.wall_s:.1f}s; running the bare load (child process)")
-
-    bare = BareResult(
-        **run_child(
-            "bare",
-            ["--export-dir", str(export_dir)],
-            child_env(workdir / "home-bare", workdir / "prefect-bare"),
-            workdir,
-        )
-    )
+    flows: dict[str, FlowResult] = {}
+    for scheme in schemes:
+        log(f"N={alerts:,}: running the flow over {scheme}:// (child process)")
+        flows[scheme] = run_flow(exports, workdir, scheme, [NETWORK])
+        log(f"N={alerts:,}: flow over {scheme}:// {flows[scheme].wall_s:.1f}s")
+    bare = run_bare([export_dir], workdir, "bare")
     result = SizeResult(
         alerts=alerts,
-        rows=sum(flow.rows_by_table.values()),
+        rows=sum(bare.rows_by_table.values()),
         export_bytes=export_bytes,
         generate_s=generate_s,
-        flow=flow,
+        flows=flows,
         bare=bare,
     )
-    if flow.rows_by_table != bare.rows_by_table:
-        raise RuntimeError(f"row counts differ: flow {flow.rows_by_table}, bare {bare.rows_by_table}")
-    log(f"N={alerts:,}: bare {result.bare_s:.1f}s; ratio {result.ratio:.2f}")
+    for found in flows.values():
+        if found.rows_by_table != bare.rows_by_table:
+            raise RuntimeError(f"row counts differ: flow {found.rows_by_table}, bare {bare.rows_by_table}")
+    log(f"N={alerts:,}: bare {bare.seconds:.1f}s; " + ", ".join(f"{s} {result.ratio(s):.2f}" for s in flows))
     if not keep:
         shutil.rmtree(workdir, ignore_errors=True)  # free the disk before the next size
     return result
 
 
+def measure_three(alerts: int, scratch: Path, keep: bool = False) -> ThreeResult:
+    """Three networks' exports of ``alerts`` rows each, ingested at once over http, against three bare loads."""
+    workdir = scratch / f"three-{alerts}"
+    exports = workdir / "exports"
+    log(f"3 networks x N={alerts:,}: generating the exports")
+    dirs = [write_export(exports, network, DAY, alerts, salt=i) for i, network in enumerate(NETWORKS)]
+    flow = run_flow(exports, workdir, "http", list(NETWORKS))
+    bare = run_bare(dirs, workdir, "bare-three")
+    if flow.rows_by_table != bare.rows_by_table:
+        raise RuntimeError(f"row counts differ: flow {flow.rows_by_table}, bare {bare.rows_by_table}")
+    result = ThreeResult(alerts=alerts, rows=sum(bare.rows_by_table.values()), flow=flow, bare=bare)
+    log(f"3 networks: flow {flow.wall_s:.1f}s, bare {bare.seconds:.1f}s, ratio {result.ratio:.2f}")
+    if not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
 def rss_ratios(results: list[SizeResult]) -> dict[str, float] | None:
-    """Peak RSS at 4N over peak RSS at N, and the same for the growth above the pre-flow RSS."""
+    """Peak RSS at 4N over peak RSS at N (first scheme), and the same for the growth above the pre-flow RSS."""
     if len(results) < 2:
         return None
-    small, large = results[0].flow, results[1].flow
+    scheme = next(iter(results[0].flows))
+    small, large = results[0].flows[scheme], results[1].flows[scheme]
     return {
         "peak": large.peak_rss_bytes / small.peak_rss_bytes,
         "above_baseline": (large.peak_rss_bytes - large.rss_before_bytes)
@@ -528,90 +649,111 @@ def rss_ratios(results: list[SizeResult]) -> dict[str, float] | None:
     }
 
 
-def render(results: list[SizeResult]) -> str:
+STAGE_ORDER = ("download+hash", "staging", "checks", "publish", "ledger", "orchestration")
+
+
+def render(results: list[SizeResult], three: ThreeResult | None) -> str:
     """The human-readable report."""
-    labels = ["N" if i == 0 else "4N" for i in range(len(results))]
-    heads = [f"{label}={r.alerts:,}" for label, r in zip(labels, results, strict=True)]
-    width = 44
+    width = 46
+    columns = [
+        (f"{'N' if i == 0 else '4N'}={r.alerts:,} {scheme}", r, flow)
+        for i, r in enumerate(results)
+        for scheme, flow in r.flows.items()
+    ]
 
     def row(name: str, values: list[str]) -> str:
-        return name.ljust(width) + "".join(v.rjust(18) for v in values)
+        return name.ljust(width) + "".join(v.rjust(20) for v in values)
 
     lines = [
         f"SOT load benchmark: {NETWORK} {DAY}, {os.cpu_count()} CPU(s), Python {sys.version.split()[0]}",
-        row("", heads),
-        row("rows loaded (4 ingested tables)", [f"{r.rows:,}" for r in results]),
-        row("Parquet bytes (4 ingested tables)", [f"{r.export_bytes / MIB:,.1f} MiB" for r in results]),
-        row("flow seconds (wall, server start excluded)", [f"{r.flow.wall_s:.2f}" for r in results]),
-        row("flow rows/s", [f"{r.flow_rows_per_s:,.0f}" for r in results]),
+        row("", [head for head, _, _ in columns]),
+        row("rows loaded (4 ingested tables)", [f"{r.rows:,}" for _, r, _ in columns]),
+        row("Parquet bytes (4 ingested tables)", [f"{r.export_bytes / MIB:,.1f} MiB" for _, r, _ in columns]),
+        row("flow seconds (wall, server start excluded)", [f"{f.wall_s:.2f}" for _, _, f in columns]),
+        row("bare load seconds (4 INSERTs)", [f"{r.bare.seconds:.2f}" for _, r, _ in columns]),
+        row(f"ratio flow/bare (target ≥ {TARGET_RATIO})", [f"{r.ratio(f.scheme):.3f}" for _, r, f in columns]),
+        row("flow rows/s", [f"{r.rows / f.wall_s:,.0f}" for _, r, f in columns]),
+        row("bare rows/s", [f"{r.rows / r.bare.seconds:,.0f}" for _, r, _ in columns]),
+        row("CPU s: flow process / bare INSERTs", [f"{f.cpu_s:.1f} / {r.bare.cpu_s:.1f}" for _, r, f in columns]),
         row(
-            "  pipeline duration_s / rows/s",
-            [f"{r.flow.pipeline_s:.2f} / {r.pipeline_rows_per_s:,.0f}" for r in results],
+            "  CPU s: Prefect server / export server",
+            [f"{f.server_cpu_s:.1f} / {f.export_server_cpu_s:.1f}" for _, _, f in columns],
         ),
-        row("bare load seconds (4 INSERTs)", [f"{r.bare_s:.2f}" for r in results]),
-        row("bare load rows/s", [f"{r.bare_rows_per_s:,.0f}" for r in results]),
-        row(f"ratio flow/bare (target ≥ {TARGET_RATIO})", [f"{r.ratio:.3f}" for r in results]),
+        row("task runs per SOT run", [str(f.task_runs) for _, _, f in columns]),
         row(
-            "CPU s during the flow: flow / Prefect server",
-            [f"{r.flow.cpu_s:.1f} / {r.flow.server_cpu_s:.1f}" for r in results],
+            "peak RSS: flow / bare",
+            [f"{f.peak_rss_bytes / MIB:,.0f} / {r.bare.peak_rss_bytes / MIB:,.0f} MiB" for _, r, f in columns],
         ),
-        row("  CPU s of the export server (parent)", [f"{r.flow.export_server_cpu_s:.1f}" for r in results]),
-        row("peak RSS flow process", [f"{r.flow.peak_rss_bytes / MIB:,.0f} MiB" for r in results]),
-        row("  RSS before the flow (after warm-up)", [f"{r.flow.rss_before_bytes / MIB:,.0f} MiB" for r in results]),
-        row("peak RSS bare-load process", [f"{r.bare.peak_rss_bytes / MIB:,.0f} MiB" for r in results]),
+        row("  RSS before the flow (after warm-up)", [f"{f.rss_before_bytes / MIB:,.0f} MiB" for _, _, f in columns]),
+        "",
+        "Per-stage wall seconds of the flow (threads merged; orchestration: what no step covers):",
     ]
+    lines += [row(f"  {stage}", [f"{f.stages_s.get(stage, 0.0):.2f}" for _, _, f in columns]) for stage in STAGE_ORDER]
     ratios = rss_ratios(results)
     if ratios:
         lines.append(
             f"RSS ratio 4N/N: peak {ratios['peak']:.2f}, growth above pre-flow RSS {ratios['above_baseline']:.2f} "
             "(proportional growth would be 4)"
         )
-    for label, result in zip(labels, results, strict=True):
-        flow = result.flow
+    if three:
         lines += [
             "",
-            f"Where the flow's time goes at {label}={result.alerts:,} (offsets from the call, seconds; "
-            "busy sums threads, downloads and validations overlap):",
-            f"  {'phase':<44}{'calls':>6}{'busy s':>9}{'from':>9}{'to':>9}{'max RSS':>11}   per call (in call order)",
+            f"Three networks at once ({', '.join(NETWORKS)}), N={three.alerts:,} each, http://, one process:",
+            f"  flow {three.flow.wall_s:.2f}s for {three.rows:,} rows; three bare loads {three.bare.seconds:.2f}s; "
+            f"ratio {three.ratio:.3f}; CPU s flow {three.flow.cpu_s:.1f} / bare {three.bare.cpu_s:.1f}; "
+            f"peak RSS {three.flow.peak_rss_bytes / MIB:,.0f} MiB",
+            "  stages: " + ", ".join(f"{s} {three.flow.stages_s.get(s, 0.0):.2f}" for s in STAGE_ORDER),
+        ]
+    for head, _, measured in columns:
+        lines += [
+            "",
+            f"Phases at {head} (offsets from the call, seconds; busy sums threads):",
+            f"  {'phase':<44}{'calls':>6}{'busy s':>9}{'from':>9}{'to':>9}{'max RSS':>11}",
         ]
         lines += [
             f"  {p.name:<44}{p.calls:>6}{p.busy_s:>9.2f}{p.first_start_s:>9.2f}{p.last_end_s:>9.2f}"
-            f"{p.max_rss_bytes / MIB:>7,.0f} MiB   " + " ".join(f"{c:.2f}" for c in p.call_s)
-            for p in flow.phases
+            f"{p.max_rss_bytes / MIB:>7,.0f} MiB"
+            for p in measured.phases
         ]
-        lines.append(
-            f"  {'outside the phases above (orchestration, verify, ledger, cleanup)':<59}"
-            f"{flow.wall_s - flow.instrumented_s:>9.2f} of {flow.wall_s:.2f} wall"
-        )
-        bare = result.bare
-        per_table = ", ".join(f"{t} {s:.2f}s" for t, s in bare.seconds_by_table.items())
-        lines.append(f"  bare INSERTs: {per_table} (chDB engine start {bare.engine_start_s:.2f}s, not counted)")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rows", type=int, default=2_000_000, help="rows of raw_alerts (N), default 2,000,000")
+    parser.add_argument("--rows", type=int, default=3_000_000, help="rows of raw_alerts (N), default 3,000,000")
     parser.add_argument("--skip-4n", action="store_true", help="measure N only (no RSS ratio)")
+    parser.add_argument("--schemes", default="http,file", help="base URL schemes to measure, default http,file")
+    parser.add_argument("--three", action="store_true", help="also ingest three networks at once (N each)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory under bench/out/")
     parser.add_argument("--child", choices=("flow", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
-    parser.add_argument("--export-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--scheme", help=argparse.SUPPRESS)
+    parser.add_argument("--networks", help=argparse.SUPPRESS)
+    parser.add_argument("--export-dirs", type=Path, nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:
-        data = flow_child(args.base_url) if args.child == "flow" else bare_child(args.export_dir)
+        if args.child == "flow":
+            data = flow_child(args.base_url, args.networks.split(","), args.scheme)
+        else:
+            data = bare_child(args.export_dirs)
         args.result.write_text(json.dumps(data))
         return 0
 
     if args.rows < 1:
         parser.error("--rows must be positive")
+    schemes = [s for s in args.schemes.split(",") if s]
+    if not schemes or set(schemes) - set(SCHEMES):
+        parser.error(f"--schemes: expected some of {', '.join(SCHEMES)}, found {args.schemes!r}")
     sizes = [args.rows] if args.skip_4n else [args.rows, 4 * args.rows]
     with scratch_dir(args.keep) as scratch:
-        results = [measure(size, scratch, args.keep) for size in sizes]
+        results = [
+            measure(size, scratch, schemes if i == 0 else schemes[:1], args.keep) for i, size in enumerate(sizes)
+        ]
+        three = measure_three(args.rows, scratch, args.keep) if args.three else None
     if args.json:
         print(
             json.dumps(
@@ -621,13 +763,14 @@ def main(argv: list[str] | None = None) -> int:
                     "cpus": os.cpu_count(),
                     "target_ratio": TARGET_RATIO,
                     "sizes": [r.to_json() for r in results],
+                    "three_networks": asdict(three) | {"ratio": three.ratio} if three else None,
                     "rss_ratio_4n_over_n": rss_ratios(results),
                 },
                 indent=2,
             )
         )
     else:
-        print(render(results))
+        print(render(results, three))
     return 0
 
 

@@ -71,7 +71,6 @@ def load_batch(
             staged: list[StagedTable] = []
             for table, path in files.items():
                 spec = request.source.table(table)
-                ensure_table(client, database, spec, partition_by)
                 item = stage_checked(
                     client,
                     source=request.label,
@@ -94,6 +93,8 @@ def load_batch(
                 staged.append(item)
                 logger.info("staged %s rows of %s (%s)", item.rows, table, mode)
             checkpoint("staged")
+            for item in staged:  # targets appear only once every table of the batch passed its checks
+                ensure_table(client, database, request.source.table(item.table), partition_by)
             plans, deduplicated = plan_publish(
                 client,
                 database=database,

@@ -52,6 +52,9 @@ def worker_env(home: Path, api_url: str, headwater_home: Path) -> dict[str, str]
 
 
 def _server_busy(error: BaseException) -> bool:
+    """503/429 from a busy server, or a read that timed out on an idempotent GET."""
+    if isinstance(error, httpx.TimeoutException):
+        return error.request.method == "GET"
     return isinstance(error, httpx.HTTPStatusError) and error.response.status_code in (429, 503)
 
 
@@ -64,8 +67,9 @@ def _server_busy(error: BaseException) -> bool:
 def api_request(api_url: str, method: str, path: str, body: Any = None) -> Any:
     """One call of the test server's REST API; its JSON answer (None when empty).
 
-    A busy server (503 while its SQLite database is locked, or 429) is asked again, as
-    Prefect's own client does; any other error status fails at once.
+    A busy server (503 while its SQLite database is locked, or 429; a GET that timed out
+    on a loaded machine) is asked again, as Prefect's own client does; any other error
+    fails at once.
     """
     response = httpx.request(method, f"{api_url}{path}", json=body, timeout=30)
     response.raise_for_status()
