@@ -1,13 +1,19 @@
-"""A table's contract checks run inside ClickHouse, on the staged rows, in one scan.
+"""A table's contract checks run inside ClickHouse: while the file is staged, and reported from the staged rows.
 
 The pandera model stays the one declaration of a table's checks. This module
 compiles each of its checks into a ClickHouse condition (pandera's built-in column
 checks, and dataframe checks that state their SQL twin as
-``statistics={"sql": "<condition>"}`` beside their polars body), and evaluates every
-condition and the uniqueness of the table's key in a single pass over the staging
-table: ``countIf(NOT <condition>)`` per check and ``count() - uniqExact(<key>)``.
-Only when something fails does a second query fetch a few examples of each failure,
-so a good batch pays for one scan of the columns its checks read.
+``statistics={"sql": "<condition>"}`` beside their polars body).
+
+When the engine reads the file itself, the conditions guard the staging insert
+(:func:`guarded_filter`: ``WHERE throwIf(NOT <all conditions>)``), evaluated on the
+decoded rows in the insert's own pass, so a good file costs no second read of its
+columns; the staged table is then scanned only for the uniqueness of its key (by
+hash). When a row fails, the file is staged again unguarded and :func:`run_checks`
+counts every condition and the key in one scan (``countIf(NOT <condition>)`` per
+check), and a second query fetches a few examples of each failure: a bad batch pays
+for the full report, a good one does not. Rows that reach the server through the
+client (Arrow) are checked the same way after staging, by :func:`run_checks`.
 
 Column types, presence and extra columns are not compiled: the engine path runs
 only for a file whose Parquet schema is the contract's (:func:`parquet_matches`);
@@ -163,12 +169,38 @@ def _shown(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+GUARD_MESSAGE = "headwater: a row fails a contract check"
+"""The text of the ``throwIf`` a guarded staging insert raises; :func:`guard_failed` finds it in an error."""
+
+
+def guard_condition(checks: Sequence[SqlCheck]) -> str | None:
+    """One condition every passing row meets (a null passes, as in pandera and in ``countIf``); None when no checks."""
+    if not checks:
+        return None
+    return " AND ".join(f"ifNull(({c.valid}), true)" for c in checks)
+
+
+def guarded_filter(condition: str) -> str:
+    """A ``WHERE`` clause that keeps every row and stops the insert at the first one failing ``condition``."""
+    return f"WHERE throwIf(NOT ({condition}), {format_query_value(GUARD_MESSAGE)}) = 0"
+
+
+def guard_failed(error: BaseException) -> bool:
+    """True when ``error`` is a guarded insert stopped by a failing row."""
+    return GUARD_MESSAGE in str(error)
+
+
 def run_checks(
     client: Client, table: str, checks: Sequence[SqlCheck], key: Sequence[str], examples: int = EXAMPLES
 ) -> StagedCheck:
-    """Evaluate ``checks`` and the uniqueness of ``key`` over ``table`` (qualified) in one scan."""
+    """Evaluate ``checks`` and the uniqueness of ``key`` over ``table`` (qualified) in one scan.
+
+    Keys are counted by their 64-bit hash: equal keys hash alike, so a count equal to the
+    rows proves the key unique; a smaller one (a duplicate, or in about one batch in 10^12
+    a collision) is confirmed by the exact query of :func:`headwater.loading.duplicate_keys_message`.
+    """
     failing = [f"countIf(NOT ({c.valid}))" for c in checks]
-    unique = f"uniqExact({', '.join(quote_identifier(k) for k in key)})" if key else "count()"
+    unique = f"uniqExact(cityHash64({', '.join(quote_identifier(k) for k in key)}))" if key else "count()"
     row = client.query(f"SELECT count(), {unique}{''.join(', ' + f for f in failing)} FROM {table}").result_rows[0]
     rows, distinct, counts = int(row[0]), int(row[1]), [int(n) for n in row[2:]]
     failed = [(check, count) for check, count in zip(checks, counts, strict=True) if count]
@@ -185,11 +217,15 @@ def run_checks(
 
 __all__ = [
     "EXAMPLES",
+    "GUARD_MESSAGE",
     "CheckFailure",
     "NotCompilable",
     "SqlCheck",
     "StagedCheck",
     "compile_checks",
+    "guard_condition",
+    "guard_failed",
+    "guarded_filter",
     "parquet_matches",
     "run_checks",
 ]

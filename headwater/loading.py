@@ -25,7 +25,16 @@ import pyarrow.parquet as pq
 from clickhouse_connect.driver.binding import format_query_value, quote_identifier
 from clickhouse_connect.driver.client import Client
 
-from headwater.engine_checks import CheckFailure, NotCompilable, compile_checks, parquet_matches, run_checks
+from headwater.engine_checks import (
+    CheckFailure,
+    NotCompilable,
+    compile_checks,
+    guard_condition,
+    guard_failed,
+    guarded_filter,
+    parquet_matches,
+    run_checks,
+)
 from headwater.errors import PublishError, SchemaViolation
 from headwater.faults import checkpoint
 from headwater.logs import run_logger
@@ -101,12 +110,15 @@ def stage_parquet(
     path: Path,
     batch_id: str,
     mode: str,
+    guard: str | None = None,
 ) -> StagedTable:
     """Create ``staging`` with the contract's DDL and fill it from a Parquet file.
 
     ``mode='file'``: the engine reads the file itself (embedded chDB, where the file
-    is local to the engine; about twice as fast). ``mode='arrow'``: record batches go
-    through the client as Arrow (any ClickHouse server; memory bounded by one batch).
+    is local to the engine; about twice as fast), and ``guard`` (a condition every
+    row must meet) stops the insert at the first row that fails it.
+    ``mode='arrow'``: record batches go through the client as Arrow (any ClickHouse
+    server; memory bounded by one batch); ``guard`` does not apply.
     """
     client.command(f"DROP TABLE IF EXISTS {qualified(database, staging)}")
     client.command(table_ddl(spec, database, staging, tuple(partition_by)))
@@ -116,7 +128,8 @@ def stage_parquet(
         client.command(
             f"INSERT INTO {target} ({columns}, `_batch_id`, `_loaded_at`) "
             f"SELECT {columns}, {format_query_value(batch_id)}, now64(3, 'UTC') "
-            f"FROM file({format_query_value(str(path.resolve()))}, Parquet)",
+            f"FROM file({format_query_value(str(path.resolve()))}, Parquet)"
+            + (f" {guarded_filter(guard)}" if guard else ""),
             settings=FILE_INSERT_SETTINGS,
         )
     elif mode == "arrow":
@@ -154,13 +167,16 @@ def stage_checked(
 ) -> StagedTable:
     """Stage a file and check it against its contract; raise :class:`SchemaViolation` listing every failure.
 
-    A file with the contract's Parquet schema is read once, by the staging insert, and
-    checked in the engine (one scan: every check and the key's uniqueness). Any other
-    file, a null in a required column, or a model with a check that has no SQL goes
-    through pandera's polars backend, which coerces and reports what the engine cannot.
+    A file with the contract's Parquet schema is read once, by the staging insert, whose
+    rows are checked in the same pass (the compiled checks guard the insert, file mode);
+    the staged table is then scanned for the key's uniqueness only. When a row fails, or
+    rows came through the client (arrow mode), one scan of the staged table counts every
+    check and the key. Any other file, a null in a required column, or a model with a
+    check that has no SQL goes through pandera's polars backend, which coerces and
+    reports what the engine cannot.
     """
 
-    def stage() -> StagedTable:
+    def stage(guard: str | None) -> StagedTable:
         return stage_parquet(
             client,
             database=database,
@@ -170,6 +186,7 @@ def stage_checked(
             path=path,
             batch_id=batch_id,
             mode=mode,
+            guard=guard,
         )
 
     schema = schema_for(spec, dict(expected))
@@ -179,22 +196,29 @@ def stage_checked(
         checks = None
     if checks is None:
         validate_parquet(source, spec, path, dict(expected), batch_rows)
-        staged = stage()
+        staged = stage(None)
         check_unique_keys(client, source, database, spec, staged)
         return staged
+    guard = guard_condition(checks) if mode == "file" else None
     try:
-        staged = stage()
+        staged = stage(guard)
+        unchecked = [] if guard else checks  # a guarded insert has checked every row
     except Exception as error:
         if NULL_IN_REQUIRED_COLUMN in str(error):
             validate_parquet(source, spec, path, dict(expected), batch_rows)  # reports the nulls and the rest
-        raise
-    found = run_checks(client, qualified(database, staging), checks, spec.key)
+        if not guard_failed(error):
+            raise
+        staged = stage(None)  # every row, to count and show each failing check
+        unchecked = checks
+    found = run_checks(client, qualified(database, staging), unchecked, spec.key)
     problems: list[CheckFailure | str] = list(found.failures)
     duplicates = duplicate_keys_message(client, database, spec, staging) if found.duplicated_keys else None
     if duplicates:
         problems.append(duplicates)
     if problems:
         raise violation(source, path.name, problems)
+    if guard and unchecked:  # the guard stopped the insert, yet no check fails on the staged rows
+        raise SchemaViolation(source, f"{path.name}: a row failed the contract's checks while staging")
     return staged
 
 

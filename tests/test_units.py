@@ -6,6 +6,7 @@ import json
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -16,7 +17,7 @@ from devtools.generate import write_export
 from headwater.engine_checks import compile_checks, parquet_matches
 from headwater.errors import FetchError, ManifestError, NotFoundError, SchemaViolation, TransientFetchError
 from headwater.http import download_file
-from headwater.loading import drop_run_tables, ensure_database, stage_checked
+from headwater.loading import StagedTable, drop_run_tables, ensure_database, stage_checked
 from headwater.manifest import parse_manifest
 from headwater.settings import Settings, get_settings
 from headwater.sources.sot.contract import SOT
@@ -164,32 +165,42 @@ def _damaged_alerts(path: Path) -> None:
     ).write_parquet(path)
 
 
-def test_engine_checks_report_what_pandera_reports(home: Path, tmp_path: Path) -> None:
-    """The model's checks compiled to SQL find, on the staged rows, exactly the failures pandera finds in the file."""
+@pytest.mark.parametrize("mode", ["file", "arrow"])
+def test_engine_checks_report_what_pandera_reports(home: Path, tmp_path: Path, mode: str) -> None:
+    """The model's checks compiled to SQL find exactly the failures pandera finds in the file.
+
+    file mode: the checks guard the staging insert, which stops at the first bad row, and
+    the file is staged again to count them; arrow mode: one scan of the staged rows.
+    """
     export = write_export(tmp_path / "a", "ethereum", DAY, 40)
     path = export / "raw_alerts.parquet"
-    _damaged_alerts(path)
     spec = SOT.table("raw_alerts")
     expected = {"network": "ethereum", "processing_date": DAY, "window_days": 195}
-    with pytest.raises(SchemaViolation) as by_pandera:
-        validate_parquet("sot-ethereum", spec, path, expected, batch_rows=7)
-    assert parquet_matches(path, spec)
+
+    def stage(client: Any) -> StagedTable:
+        return stage_checked(
+            client,
+            source="sot-ethereum",
+            database="sot",
+            spec=spec,
+            partition_by=SOT.partition_columns,
+            staging="_stg_raw_alerts_t1",
+            path=path,
+            batch_id="b1",
+            mode=mode,
+            expected=expected,
+            batch_rows=7,
+        )
+
     with ClickHouseWarehouse.from_settings().session() as client:
         ensure_database(client, "sot")
+        assert stage(client).rows == 40  # a good file passes, every row staged
+        _damaged_alerts(path)
+        with pytest.raises(SchemaViolation) as by_pandera:
+            validate_parquet("sot-ethereum", spec, path, expected, batch_rows=7)
+        assert parquet_matches(path, spec)
         with pytest.raises(SchemaViolation) as in_engine:
-            stage_checked(
-                client,
-                source="sot-ethereum",
-                database="sot",
-                spec=spec,
-                partition_by=SOT.partition_columns,
-                staging="_stg_raw_alerts_t1",
-                path=path,
-                batch_id="b1",
-                mode="file",
-                expected=expected,
-                batch_rows=7,
-            )
+            stage(client)
         drop_run_tables(client, "sot", "t1")
     message = str(in_engine.value)
     assert message.startswith("sot-ethereum: raw_alerts.parquet: 3 failing check(s): ")
