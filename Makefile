@@ -4,7 +4,7 @@ UV ?= uv
 .PHONY: setup demo test test-fast lint fmt typecheck bench server pools deploy worker
 
 setup:            ## install the locked dependencies into .venv
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 
 demo: setup       ## generate SOT exports, serve them on loopback, ingest them, print a summary
 	$(UV) run --frozen python -m devtools.demo

@@ -73,6 +73,7 @@ from blocks.warehouse import ClickHouseWarehouse
 from devtools.export_server import ExportServer
 from devtools.generate import write_export
 from flows.sot import ingest_sot
+from headwater.cli import local_runs
 from headwater.ledger import LOADED
 from headwater.outcome import BatchOutcome
 from headwater.settings import get_settings
@@ -462,7 +463,7 @@ def flow_child(base_url: str, networks: list[str], scheme: str) -> dict[str, Any
     """Start a Prefect server, warm up, then time ``ingest_sot`` of each network (at once when several)."""
     clock = PhaseClock()
     instrument(clock)
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_test_harness(server_startup_timeout=120), local_runs():  # as `python -m flows.sot` runs
         warm_up_flow()
         clock.reset()
         tasks_before = count_task_runs()

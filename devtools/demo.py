@@ -28,6 +28,7 @@ from devtools.generate import write_export
 from devtools.replays import FIXTURES, REGISTRARS, DemoRun
 from flows.catalog import ingest_catalog, search
 from flows.sot import ingest_sot
+from headwater.cli import local_runs
 from headwater.loading import qualified
 from headwater.outcome import status_of
 from headwater.settings import get_settings
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     generate(root, networks, args.date, args.alerts)
     statuses: dict[str, str] = {}
     failed = False
-    with ExportServer(root) as server:
+    with ExportServer(root) as server, local_runs():
         for network in networks:
             try:
                 statuses[network] = status_of(ingest_sot(network, args.date, base_url=server.base_url))

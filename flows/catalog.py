@@ -25,7 +25,7 @@ from headwater.catalog.config import Ingestor, load_ingestion
 from headwater.catalog.items import Registry
 from headwater.catalog.vectors import Hit, load_embedder
 from headwater.catalog.vectors import search as catalog_search
-from headwater.cli import report_error
+from headwater.cli import local_runs, report_error
 from headwater.errors import ConfigurationError
 from headwater.ledger import SUCCESSES
 from headwater.outcome import RunResult, status_of
@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{hit.score:.4f}  {hit.sku}  {hit.name}")
         return 0
     try:
-        results = ingest_catalog(args.ingestor, args.config)
+        with local_runs():
+            results = ingest_catalog(args.ingestor, args.config)
     except Exception as error:  # one-line reason; the traceback is in the logs
         return report_error(error)
     failed = False

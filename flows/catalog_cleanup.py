@@ -27,7 +27,7 @@ from blocks.warehouse import ClickHouseWarehouse
 from flows.catalog import catalog_request, ingest_catalog
 from headwater.api_batch import FetchResult
 from headwater.catalog.config import load_ingestion
-from headwater.cli import report_error
+from headwater.cli import local_runs, report_error
 from headwater.ledger import SUCCESSES
 from headwater.logs import run_logger
 from headwater.outcome import status_of
@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=None, help="path of ingestion.yaml")
     args = parser.parse_args(argv)
     try:
-        report = clean_catalog(args.config)
+        with local_runs():
+            report = clean_catalog(args.config)
     except Exception as error:  # one-line reason
         return report_error(error)
     for entry in report:

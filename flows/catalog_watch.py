@@ -20,7 +20,7 @@ from blocks.ledger import open_ledger
 from headwater import events
 from headwater.catalog.config import load_ingestion
 from headwater.catalog.probe import PREFIX, probe_local, probe_remote
-from headwater.cli import report_error
+from headwater.cli import local_runs, report_error
 from headwater.logs import run_logger
 from headwater.params import FLOW_TIMEOUT_S
 from headwater.settings import get_settings
@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=None, help="path of ingestion.yaml")
     args = parser.parse_args(argv)
     try:
-        verdicts = watch_catalog_feeds(args.config)
+        with local_runs():
+            verdicts = watch_catalog_feeds(args.config)
     except Exception as error:  # one-line reason
         return report_error(error)
     for name, verdict in verdicts.items():

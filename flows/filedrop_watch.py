@@ -21,7 +21,7 @@ from prefect.client.schemas.objects import State
 from blocks.ledger import open_ledger
 from headwater import events
 from headwater.catchup import LATEST, apply_catch_up, superseded_state
-from headwater.cli import report_error
+from headwater.cli import local_runs, report_error
 from headwater.errors import ConfigurationError
 from headwater.filedrop import STATE_KEY, Arrival, FileSource, dump_seen, load_config, parse_seen, scan_folder
 from headwater.logs import run_logger
@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle-s", type=float, default=DEFAULT_SETTLE_S, help="leave files younger than this")
     args = parser.parse_args(argv)
     try:
-        arrivals = watch_file_drops(args.source, args.config, args.poll_s, args.run_for_s, args.settle_s)
+        with local_runs():
+            arrivals = watch_file_drops(args.source, args.config, args.poll_s, args.run_for_s, args.settle_s)
     except Exception as error:  # the one-line reason is the contract; the traceback is in the logs
         return report_error(error)
     for arrival in arrivals if isinstance(arrivals, list) else []:

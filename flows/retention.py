@@ -18,7 +18,7 @@ from prefect import flow
 from blocks.ledger import open_ledger
 from blocks.warehouse import ClickHouseWarehouse
 from headwater.batch import run_tag
-from headwater.cli import report_error
+from headwater.cli import local_runs, report_error
 from headwater.loading import qualified, run_tables_older_than
 from headwater.logs import run_logger
 from headwater.params import FLOW_TIMEOUT_S, check_non_negative, check_positive
@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        report = apply_retention(args.ledger_days, args.temp_max_age_hours)
+        with local_runs():
+            report = apply_retention(args.ledger_days, args.temp_max_age_hours)
     except Exception as error:  # one-line reason; the details are in the logs
         return report_error(error)
     print(report)

@@ -15,7 +15,7 @@ from blocks.ledger import open_ledger
 from blocks.warehouse import ClickHouseWarehouse
 from flows.sot import ingest_sot
 from headwater.batch import declared_run
-from headwater.cli import report_error
+from headwater.cli import local_runs, report_error
 from headwater.errors import HeadwaterError
 from headwater.logs import run_logger
 from headwater.outcome import status_of
@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         day = parse_date("sot", "--date", args.date) if args.date else None
-        statuses = sot_retry_sweep(day, base_url=args.base_url)
+        with local_runs():
+            statuses = sot_retry_sweep(day, base_url=args.base_url)
     except Exception as error:  # one-line reason; the details are in the logs
         return report_error(error)
     print(statuses)

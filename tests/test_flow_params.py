@@ -265,3 +265,20 @@ def test_every_flow_module_answers_help_without_running(tmp_path: Path) -> None:
         assert answer["code"] == 0, f"flows.{name} --help: exit {answer['code']}, {answer['out'][:500]}"
         assert answer["out"].startswith(f"usage: python -m flows.{name}"), f"flows.{name}: {answer['out'][:500]}"
     assert not home.exists()  # nothing ran: no warehouse, no ledger, no temp dir
+
+
+def test_command_line_runs_send_no_heartbeats_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prefect joins its heartbeat thread (1 s sleeps) at every flow run's end: command-line runs skip it."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+
+    from headwater.cli import HEARTBEAT_SETTINGS, local_runs
+
+    for name in HEARTBEAT_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 180}):  # Prefect's default (the suite's is off)
+        with local_runs():
+            assert get_current_settings().flows.heartbeat_frequency is None
+        assert get_current_settings().flows.heartbeat_frequency == 180  # restored afterwards
+    monkeypatch.setenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")  # asked for (as a worker's runs are)
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 30}), local_runs():
+        assert get_current_settings().flows.heartbeat_frequency == 30
