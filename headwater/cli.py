@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from headwater.errors import ConfigurationError
 from headwater.ledger import SUCCESSES
 from headwater.outcome import BatchOutcome, RunResult
 from headwater.params import iso_date
+from headwater.settings import heartbeats_requested
 from headwater.spec import DeclaredSource
 
 EXIT_FAILED = 1
@@ -44,9 +44,6 @@ def report_error(error: BaseException | str, code: int = EXIT_FAILED) -> int:
     return code
 
 
-HEARTBEAT_SETTINGS = ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY")
-
-
 @contextmanager
 def local_runs() -> Iterator[None]:
     """Flow runs started in this process send no Prefect heartbeats, unless the environment asks for them.
@@ -58,7 +55,7 @@ def local_runs() -> Iterator[None]:
     (``prefect.yaml``, job variables) and start runs without this module's commands; a
     run started from a command line is watched by the ledger's lease instead.
     """
-    if any(name in os.environ for name in HEARTBEAT_SETTINGS):
+    if heartbeats_requested():
         yield
         return
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):

@@ -243,3 +243,11 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process's settings, read once; tests call ``get_settings.cache_clear()``."""
     return Settings()
+
+
+HEARTBEAT_VARIABLES = ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY")
+
+
+def heartbeats_requested() -> bool:
+    """Whether the environment sets a Prefect heartbeat frequency (see ``headwater.cli.local_runs``)."""
+    return any(name in os.environ for name in HEARTBEAT_VARIABLES)

@@ -271,9 +271,10 @@ def test_command_line_runs_send_no_heartbeats_unless_asked(monkeypatch: pytest.M
     """Prefect joins its heartbeat thread (1 s sleeps) at every flow run's end: command-line runs skip it."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
 
-    from headwater.cli import HEARTBEAT_SETTINGS, local_runs
+    from headwater.cli import local_runs
+    from headwater.settings import HEARTBEAT_VARIABLES
 
-    for name in HEARTBEAT_SETTINGS:
+    for name in HEARTBEAT_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 180}):  # Prefect's default (the suite's is off)
         with local_runs():
