@@ -1,77 +1,54 @@
-"""Source health: a table (or JSON) of every source instance, and the hourly health flow.
+"""Source health: a table (or JSON) of every source instance, the hourly health flow, and the health API.
 
-    python -m flows.health            # table: one row per source instance
-    python -m flows.health --json     # the same rows as a JSON list of objects
+    python -m flows.health            # aligned table: one row per source instance, deployed ones first
+    python -m flows.health --json     # the same report as JSON: overall status and one object per instance
     python -m flows.health --reset sot-ethereum   # close a circuit by hand
+    python -m flows.health serve [--host 127.0.0.1] [--port 8765] [--token-block NAME]   # the HTTP API
 
-Fields: name, state (fresh / late / stale / never), circuit (closed / open / half_open),
-reliability, consecutive_failures, last_success, age_s, cadence_s, last_status,
-last_rows, last_bytes. How each is computed: ``headwater/health.py``.
+Each instance has two clocks: when a run last succeeded (``age_s``) and how old the newest
+data in the warehouse is (``data_age_s``); its state is ``damaged``, ``never``, ``stale``,
+``late``, ``degraded``, ``fresh`` or ``unscheduled``, and the overall status is the worst
+state over deployed instances. How each is computed: ``headwater/health.py``; the HTTP
+routes: ``headwater/health_api.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import UTC, datetime
 
+from fastapi import FastAPI
 from prefect import flow
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact
+from prefect.blocks.system import Secret
+from rich.console import Console
+from rich.table import Table
 
 from blocks.ledger import open_ledger
 from blocks.warehouse import ClickHouseWarehouse
 from headwater import events
-from headwater.health import FRESH, LATE, STALE, SourceHealth, health_rows, reset_circuit
+from headwater.errors import ConfigurationError
+from headwater.health import (
+    FRESH,
+    LATE,
+    STALE,
+    HealthReport,
+    build_health_report,
+    health_markdown,
+    health_table_text,
+    reset_circuit,
+)
+from headwater.health import render_health_table as _render_health_table
+from headwater.health_api import create_app, health_server
 from headwater.ledger import Ledger
 from headwater.logs import run_logger
 from headwater.params import FLOW_TIMEOUT_S
 from headwater.reconcile import damaged_instances
+from headwater.settings import get_settings
 from headwater.sources import registered_sources
 
-COLUMNS = (
-    ("name", 22),
-    ("state", 11),
-    ("circuit", 10),
-    ("reliability", 12),
-    ("failures", 9),
-    ("last success (UTC)", 21),
-    ("age", 9),
-    ("cadence", 9),
-    ("last status", 21),
-    ("rows", 10),
-    ("bytes", 12),
-)
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.0f}s"
-
-
-def format_table(rows: list[SourceHealth]) -> str:
-    """The health rows as a fixed-width text table."""
-    lines = ["".join(title.ljust(width) for title, width in COLUMNS).rstrip()]
-    for row in rows:
-        cells = (
-            row.name,
-            row.state,
-            row.circuit,
-            "-" if row.reliability is None else f"{row.reliability:.2f}",
-            str(row.consecutive_failures),
-            row.last_success[:19].replace("T", " ") if row.last_success else "-",
-            _duration(row.age_s),
-            _duration(row.cadence_s),
-            row.last_status or "-",
-            "-" if row.last_rows is None else str(row.last_rows),
-            "-" if row.last_bytes is None else str(row.last_bytes),
-        )
-        lines.append("".join(c.ljust(w) for c, (_, w) in zip(cells, COLUMNS, strict=True)).rstrip())
-    return "\n".join(lines)
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8765
 
 
 def warehouse_damage(ledger: Ledger) -> dict[str, list[str]]:
@@ -81,23 +58,64 @@ def warehouse_damage(ledger: Ledger) -> dict[str, list[str]]:
         return damaged_instances(ledger, client, sources, ledger.instances())
 
 
+def health_report(now: datetime | None = None) -> HealthReport:
+    """The health report of every source instance, from the configured ledger and warehouse."""
+    sources = {spec.name: (spec, database) for spec, database in registered_sources()}
+    with open_ledger() as ledger, ClickHouseWarehouse.from_settings().session() as client:
+        return build_health_report(ledger, client, sources, now)
+
+
+def render_health_table(report: HealthReport) -> Table:
+    """The report as a rich table (print it with a ``rich.console.Console``)."""
+    return _render_health_table(report)
+
+
+def health_token(token_block: str | None = None) -> str | None:
+    """The API's bearer token: the Secret block ``token_block``, else ``HEADWATER_HEALTH_TOKEN_BLOCK``'s; None: open.
+
+    A named block that does not exist is a ConfigurationError: the API is never served
+    open by mistake.
+    """
+    name = token_block or get_settings().health_token_block
+    if not name:
+        return None
+    try:
+        value = Secret.load(name).get()  # type: ignore[union-attr]
+    except ValueError:
+        raise ConfigurationError("health API", f"expected a Secret block named {name!r}, found none") from None
+    return str(value)
+
+
+def health_app(token_block: str | None = None) -> FastAPI:
+    """The health API over :func:`health_report`, guarded by the token of ``token_block`` (:func:`health_token`)."""
+    return create_app(health_report, health_token(token_block))
+
+
+def serve_health(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, token_block: str | None = None) -> None:
+    """Serve the health API with uvicorn until interrupted (blocking)."""
+    app = health_app(token_block)
+    guarded = "bearer token required" if token_block or get_settings().health_token_block else "no token: open"
+    run_logger().info("health API on http://%s:%s/health/status (%s)", host, port, guarded)
+    health_server(app, host, port).run()
+
+
 @flow(
     name="source-health",
-    description="Check every source's freshness; write the health artifact.",
+    description="Check every source's freshness and data age; write the health artifact.",
     timeout_seconds=FLOW_TIMEOUT_S,
 )
-def report_health() -> list[dict[str, object]]:
-    """Compute the health view, publish it as a table artifact, and emit stale/recovered events.
+def report_health() -> dict[str, object]:
+    """Compute the health report, publish it as a markdown artifact, and emit stale/recovered events.
 
     ``headwater.source.stale`` fires when a source turns stale;
     ``headwater.source.recovered`` when a late or stale source is fresh again.
     """
     logger = run_logger()
+    report = health_report()
     with open_ledger() as ledger:
-        rows = health_rows(ledger, datetime.now(UTC), warehouse_damage(ledger))
-        for row in rows:
+        for row in report.sources:
             previous = (ledger.health(row.name) or {}).get("freshness")
-            source = ledger.source_of(row.name) or row.name
+            source = row.source or row.name
             if row.state == STALE and previous != STALE:
                 events.emit(events.SOURCE_STALE, row.name, source, age_s=row.age_s, cadence_s=row.cadence_s)
                 logger.warning("%s is stale (last success %s)", row.name, row.last_success)
@@ -105,27 +123,48 @@ def report_health() -> list[dict[str, object]]:
                 events.emit(events.SOURCE_RECOVERED, row.name, source, previous=previous)
             if previous != row.state:
                 ledger.save_health(row.name, source, freshness=row.state)
-    create_table_artifact(
+    create_markdown_artifact(
         key="source-health",
-        table=[row.as_dict() for row in rows],
-        description=f"Source health at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        markdown=health_markdown(report),
+        description=f"Source health at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {report.overall}",
     )
-    return [row.as_dict() for row in rows]
+    logger.info("overall health: %s (%s)", report.overall, report.counts)
+    return report.model_dump(mode="json")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m flows.health", description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print a JSON list of objects")
+    parser = argparse.ArgumentParser(prog="python -m flows.health", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("command", nargs="?", choices=["serve"], help="serve: run the read-only health HTTP API")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON (overall and sources)")
     parser.add_argument("--reset", metavar="NAME", help="close the circuit of a source instance")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"serve: address to listen on (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"serve: port (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--token-block",
+        metavar="NAME",
+        help="serve: Secret block holding the bearer token (default HEADWATER_HEALTH_TOKEN_BLOCK; none: open)",
+    )
     args = parser.parse_args(argv)
-    with open_ledger() as ledger:
-        if args.reset:
+    if args.command == "serve":
+        try:
+            serve_health(args.host, args.port, args.token_block)
+        except ConfigurationError as error:
+            print(error, file=sys.stderr)
+            return 2
+        return 0
+    if args.reset:
+        with open_ledger() as ledger:
             reset_circuit(ledger, args.reset)
-            print(f"{args.reset}: circuit closed")
-            return 0
-        rows = health_rows(ledger, damage=warehouse_damage(ledger))
-    print(json.dumps([r.as_dict() for r in rows], indent=2) if args.json else format_table(rows))
+        print(f"{args.reset}: circuit closed")
+        return 0
+    report = health_report()
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    elif sys.stdout.isatty():
+        Console().print(render_health_table(report))
+    else:
+        print(health_table_text(report), end="")
     return 0
 
 

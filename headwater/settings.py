@@ -180,6 +180,10 @@ class Settings(BaseSettings):
         description='Warehouse partitions kept per source, JSON: {"sot": 400}; sources not named keep all.',
     )
 
+    health_token_block: str | None = Field(
+        default=None,
+        description="Name of the Prefect Secret block holding the health API's bearer token; none: the API is open.",
+    )
     openaq_api_key_block: str = Field(
         default="openaq-api-key", description="Name of the Prefect Secret block holding the OpenAQ API key."
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
@@ -29,6 +29,21 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class DataClock:
+    """Where the time of a source's newest data lives, and how old it may be (read by source health).
+
+    ``expr`` is a column of ``table`` (or a ClickHouse expression over its columns) whose
+    maximum over an instance's rows is the instance's newest data time, a Date or a
+    DateTime; ``max_age`` is how old that may be on an instance whose runs are on time
+    before health calls it ``degraded`` (None: the age is shown, not judged).
+    """
+
+    table: str
+    expr: str
+    max_age: timedelta | None = None
+
+
+@dataclass(frozen=True)
 class SourceSpec:
     """Everything the shared pipeline needs to know about one source.
 
@@ -37,7 +52,9 @@ class SourceSpec:
     columns whose value is fixed per batch by the manifest (e.g. ``window_days``);
     ``date_column`` is the partition column that retention compares with its cutoff;
     ``catch_up`` is what a deployment does with runs missed during downtime
-    (``latest`` or ``all``, see ``headwater/catchup.py``).
+    (``latest`` or ``all``, see ``headwater/catchup.py``); ``data_clock`` where health
+    reads the age of the newest data (default: ``date_column``, else ``_loaded_at``, of
+    the first table; not judged).
     """
 
     name: str
@@ -46,6 +63,7 @@ class SourceSpec:
     constant_columns: tuple[str, ...] = ()
     date_column: str | None = None
     catch_up: str = "latest"
+    data_clock: DataClock | None = None
 
     def table(self, name: str) -> TableSpec:
         """The spec of table ``name``; KeyError when the contract has no such table."""

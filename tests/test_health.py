@@ -1,5 +1,5 @@
-"""Source health on a real ledger (SQLite and PostgreSQL): circuit breaker, reliability,
-freshness from prefect.yaml, the health command, retention."""
+"""Source health on a real ledger (SQLite and PostgreSQL) and warehouse: circuit breaker, reliability,
+freshness from prefect.yaml, the data clock, degraded sources, the health command and artifact, retention."""
 
 from __future__ import annotations
 
@@ -15,20 +15,39 @@ import sqlalchemy as sa
 from prefect import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.client.schemas.sorting import ArtifactSort
+from pytest_httpserver import HTTPServer
 
 from blocks.ledger import open_ledger
 from devtools.export_server import ExportServer
 from devtools.generate import write_export
+from flows.coffee import ingest_coffee
+from flows.health import health_report, report_health
 from flows.health import main as health_main
-from flows.health import report_health
 from flows.retention import apply_retention
 from flows.sot import ingest_sot
-from headwater.health import cadence, deployment_schedules, freshness, health_rows, reliability
+from headwater.health import (
+    STATES,
+    SourceHealth,
+    build_report,
+    cadence,
+    degraded_reasons,
+    deployment_schedules,
+    freshness,
+    health_rows,
+    health_table_text,
+    human_duration,
+    reliability,
+    state_of,
+)
 from headwater.ledger import SCHEMA_VERSION, runs
 from headwater.settings import get_settings
-from tests.helpers import INGESTED, ledger_runs, rows_for
+from headwater.sources.coffee import ICO_FALLBACK
+from tests.helpers import INGESTED, ledger_runs, query, rows_for
 
 DAY = date(2026, 11, 22)
+"""A fixed, past processing date: its data is older than SOT's declared 3 days once 2026-11-25 has passed."""
+RECENT = datetime.now(UTC).date() - timedelta(days=1)
+"""Yesterday: the processing date a daily SOT run loads, its data on time."""
 
 
 def test_migration_from_schema_1_keeps_rows(ledger_backend: str) -> None:
@@ -164,39 +183,50 @@ def test_circuit_breaker_opens_skips_probes_and_resets(
 def test_health_view_table_json_and_freshness(
     ledger_backend: str, exports: Path, server: ExportServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write_export(exports, "ethereum", DAY, 80)
-    ingest_sot("ethereum", DAY, base_url=server.base_url)
+    write_export(exports, "ethereum", RECENT, 80)
+    ingest_sot("ethereum", RECENT, base_url=server.base_url)
     with pytest.raises(Exception, match=r"META\.json"):
-        ingest_sot("bitcoin", DAY, base_url=server.base_url)
+        ingest_sot("bitcoin", RECENT, base_url=server.base_url)
 
     assert health_main(["--json"]) == 0
-    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    report = json.loads(capsys.readouterr().out)
+    assert report["overall"] == "never"  # bitcoin and the other deployed instances never succeeded
+    assert report["counts"]["fresh"] == 1
+    rows = {r["name"]: r for r in report["sources"]}
     assert set(rows) >= {"sot-ethereum", "sot-bitcoin", "sot-torus"}
     eth, btc, torus = rows["sot-ethereum"], rows["sot-bitcoin"], rows["sot-torus"]
-    assert (eth["state"], eth["circuit"], eth["reliability"], eth["consecutive_failures"]) == (
+    assert (eth["state"], eth["circuit"], eth["reliability"], eth["consecutive_failures"], eth["reasons"]) == (
         "fresh",
         "closed",
         1.0,
         0,
+        [],
     )
-    assert eth["last_rows"] == sum(rows_for(t, "ethereum", DAY.isoformat()) for t in INGESTED)
+    assert eth["last_rows"] == sum(rows_for(t, "ethereum", RECENT.isoformat()) for t in INGESTED)
     assert eth["cadence_s"] == 86_400
     assert eth["last_bytes"] > 0
-    assert eth["last_success"]
+    assert eth["last_success"].endswith("Z")
+    assert len(eth["last_success"]) == 20
+    assert (eth["data_time"], eth["data_from"]) == (f"{RECENT}T00:00:00Z", "sot.raw_alerts: processing_date")
+    assert eth["data_max_age_s"] == 3 * 86_400
     assert (btc["state"], btc["reliability"], btc["consecutive_failures"], btc["last_status"]) == (
         "never",
         0.0,
         1,
         "failed",
     )
-    assert (torus["state"], torus["last_status"]) == ("never", None)
+    assert btc["reasons"][0].startswith("no successful run; last run failed (")
+    assert (torus["state"], torus["last_status"], torus["reasons"]) == ("never", None, ["no run yet"])
 
     assert health_main([]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].startswith("name")
-    assert "circuit" in table[0]
-    assert "reliability" in table[0]
-    assert any(line.startswith("sot-ethereum") and "fresh" in line and "closed" in line for line in table)
+    header = next(line for line in table if line.startswith("instance"))
+    assert [
+        t for t in ("state", "circuit", "reliability", "since success", "data age", "every") if t not in header
+    ] == []
+    [eth_line] = [line for line in table if line.startswith("sot-ethereum ")]
+    assert eth_line.split()[1:3] == ["fresh", "closed"]
+    assert " 1 d " in eth_line  # the cadence in human units
 
     with open_ledger() as ledger:
         later = {r.name: r.state for r in health_rows(ledger, datetime.now(UTC) + timedelta(hours=30))}
@@ -205,27 +235,206 @@ def test_health_view_table_json_and_freshness(
 
     # the publisher had nothing new: an unchanged run keeps the source fresh
     time.sleep(0.05)
-    assert ingest_sot("ethereum", DAY, base_url=server.base_url).status == "unchanged"
+    assert ingest_sot("ethereum", RECENT, base_url=server.base_url).status == "unchanged"
     with open_ledger() as ledger:
         [eth_row] = [r for r in health_rows(ledger) if r.name == "sot-ethereum"]
     assert (eth_row.state, eth_row.last_status, eth_row.reliability) == ("fresh", "unchanged", 1.0)
 
 
+def test_data_age_comes_from_the_warehouse_not_the_run(
+    home: Path, exports: Path, server: ExportServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run that just succeeded on old data: the run clock is fresh, the data clock says how old."""
+    write_export(exports, "torus", DAY, 30)
+    assert ingest_sot("torus", DAY, base_url=server.base_url).status == "loaded"
+    assert query("SELECT max(processing_date) FROM sot.raw_alerts WHERE network = 'torus'") == [(DAY,)]
+
+    report = health_report()
+    torus = report.find("sot-torus")
+    assert torus is not None
+    now = datetime.fromisoformat(report.generated_at)
+    expected_age = (now - datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)).total_seconds()
+    assert torus.age_s is not None
+    assert torus.age_s < 120
+    assert torus.data_time == f"{DAY}T00:00:00Z"
+    assert torus.data_age_s == pytest.approx(expected_age, abs=2)
+    assert torus.state == "degraded"
+    days = human_duration(expected_age)
+    assert days.endswith(" d")
+    assert torus.reasons == [f"newest data {DAY} is {days} old (expected at most 3 d)"]
+
+    assert health_main([]) == 0
+    [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("sot-torus ")]
+    assert f" {days} " in line
+    assert "degraded" in line
+
+    # a newer processing date moves the data clock; the instance is on time again
+    write_export(exports, "torus", RECENT, 30)
+    ingest_sot("torus", RECENT, base_url=server.base_url)
+    torus = health_report().find("sot-torus")
+    assert torus is not None
+    assert (torus.state, torus.data_time, torus.reasons) == ("fresh", f"{RECENT}T00:00:00Z", [])
+
+
+def test_coffee_served_by_the_static_fallback_is_degraded(home: Path, httpserver: HTTPServer) -> None:
+    """Only the dated ICO constant is reachable: the run loads, health says degraded and how old the price is."""
+    httpserver.expect_request("/yahoo/v8/finance/chart/KC=F").respond_with_data("down", status=500)
+    httpserver.expect_request("/stooq/q/d/l/").respond_with_data("not here", status=404)
+    outcome = ingest_coffee(yahoo_url=httpserver.url_for("/yahoo"), stooq_url=httpserver.url_for("/stooq"))
+    assert outcome.status == "loaded"
+    assert query("SELECT provider, is_fallback, fallback_as_of FROM markets.coffee_prices") == [
+        ("ico_static", True, ICO_FALLBACK.as_of)
+    ]
+
+    report = health_report()
+    coffee = report.find("coffee-prices")
+    assert coffee is not None
+    assert (coffee.deployed, coffee.state, coffee.served_by, coffee.last_status) == (
+        True,
+        "degraded",
+        "ico_static",
+        "loaded",
+    )
+    assert coffee.age_s is not None
+    assert coffee.age_s < 120
+    assert coffee.data_time == f"{ICO_FALLBACK.as_of}T00:00:00Z"  # the constant's date, not the row's price_date
+    age_days = (datetime.now(UTC).date() - ICO_FALLBACK.as_of).days
+    assert coffee.data_age_s is not None
+    assert coffee.data_age_s // 86_400 == age_days
+    assert coffee.reasons[0] == "served by fallback ico_static (yahoo, stooq failed)"
+    assert coffee.reasons[1].startswith(f"newest data {ICO_FALLBACK.as_of} is {age_days} d old")
+    assert STATES.index(report.overall) >= STATES.index("degraded")
+
+
+def test_table_aligns_long_names_and_lists_ad_hoc_instances_last(
+    home: Path, exports: Path, server: ExportServer, configure: Callable[..., None]
+) -> None:
+    ad_hoc = "polygon-zkevm-cardona-testnet-archive"
+    configure(sot_networks=f"ethereum,bitcoin,torus,{ad_hoc}")
+    for network in ("ethereum", ad_hoc):
+        write_export(exports, network, RECENT, 20)
+        assert ingest_sot(network, RECENT, base_url=server.base_url).status == "loaded"
+
+    report = health_report()
+    names = [r.name for r in report.sources]
+    deployed = [r.deployed for r in report.sources]
+    assert deployed == sorted(deployed, reverse=True)  # every deployed instance before any ad-hoc one
+    assert names[-1] == f"sot-{ad_hoc}"
+    assert report.find(f"sot-{ad_hoc}").deployed is False  # type: ignore[union-attr]
+    assert "ilostat-une-deap-sex-age-rt-a" in names  # the longest deployed name
+
+    lines = health_table_text(report).splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("instance"))
+    titles = ["state", "circuit", "reliability", "since success", "data age", "every", "last status"]
+    starts = {t: lines[header].index(t) for t in titles}
+    ends = {t: starts[t] + len(t) for t in titles}
+    assert set(lines[header + 1]) == {"─"}
+    assert lines[-1].startswith("ad hoc: an instance not deployed in prefect.yaml")  # the mark is explained
+    rows = [line for line in lines[header + 2 : -1] if line]
+    assert len(rows) == len(report.sources)
+    for line, row in zip(rows, report.sources, strict=True):
+        assert line.startswith(row.name + " ")  # names are whole, never run into the next column
+        assert line[starts["state"] :].startswith(row.state + " ")  # left-aligned columns start together
+        assert line[starts["circuit"] :].startswith(row.circuit + " ")
+        assert line[: ends["every"]].endswith(" " + ("ad hoc" if not row.deployed else human_duration(row.cadence_s)))
+        assert line[: ends["reliability"]].endswith(
+            " " + ("-" if row.reliability is None else f"{row.reliability:.2f}")
+        )
+    [last] = rows[-1:]
+    assert last.startswith(f"sot-{ad_hoc} ")
+    assert "ad hoc" in last
+    assert lines[lines.index(last) - 1] == ""  # the ad-hoc section stands apart
+
+    # the ad-hoc instance never counts for the overall status
+    assert report.counts == {state: n for state, n in report.counts.items() if n}
+    assert sum(report.counts.values()) == sum(deployed)
+
+
+def _row(name: str, state: str, deployed: bool = True) -> SourceHealth:
+    return SourceHealth(
+        name=name,
+        source="sot",
+        deployed=deployed,
+        state=state,  # type: ignore[arg-type]
+        reasons=[],
+        circuit="closed",
+        reliability=None,
+        consecutive_failures=0,
+        last_success=None,
+        age_s=None,
+        cadence_s=None,
+        data_time=None,
+        data_age_s=None,
+        data_max_age_s=None,
+        data_from=None,
+        served_by=None,
+        quality_score=None,
+        last_status=None,
+        last_rows=None,
+        last_bytes=None,
+    )
+
+
+def test_overall_is_the_worst_deployed_state_and_units_are_human() -> None:
+    rows = [_row("a", "fresh"), _row("b", "degraded"), _row("c", "late"), _row("x", "damaged", deployed=False)]
+    report = build_report(rows)
+    assert (report.overall, report.counts) == ("late", {"fresh": 1, "degraded": 1, "late": 1})
+    assert build_report([_row("a", "fresh"), _row("b", "unscheduled")]).overall == "fresh"
+    assert build_report([_row("a", "stale"), _row("b", "damaged")]).overall == "damaged"
+    assert build_report([]).overall == "fresh"
+    assert [human_duration(s) for s in (None, 12, 447.4, 720, 5400, 86_400, 7_948_800)] == [
+        "-",
+        "12 s",
+        "7.4 min",
+        "12 min",
+        "1.5 h",
+        "1 d",
+        "92 d",
+    ]
+    assert state_of("stale", damaged=False, degraded=True) == "stale"  # a late run outranks a degraded one
+    assert state_of("fresh", damaged=False, degraded=True) == "degraded"
+    assert state_of("fresh", damaged=True, degraded=False) == "damaged"
+
+
+def test_degraded_reasons_quality_repair_and_partial() -> None:
+    now = datetime(2026, 12, 4, 12, tzinfo=UTC)
+    good = {"notes": json.dumps({"providers": {"winner": "ecb", "failures": []}}), "quality_score": 0.99}
+    assert degraded_reasons(good, {"status": "loaded"}, None, now, 0.9) == []
+    low = {**good, "quality_score": 0.8}
+    assert degraded_reasons(low, {"status": "loaded"}, None, now, 0.9) == ["quality 0.80 below 0.90"]
+    fx_fallback = {"notes": json.dumps({"providers": {"winner": "erapi", "failures": [{"provider": "ecb"}]}})}
+    assert degraded_reasons(fx_fallback, None, None, now, 0.9) == ["served by fallback erapi (ecb failed)"]
+    repaired = {"status": "repaired", "error": "raw_alerts: expected {'b': 3}, found {}"}
+    assert degraded_reasons(None, repaired, None, now, 0.9) == [
+        "last run repaired the warehouse: raw_alerts: expected {'b': 3}, found {}"
+    ]
+    assert degraded_reasons(None, {"status": "partial", "error": None}, None, now, 0.9) == ["last run was partial"]
+
+
 def test_health_flow_records_freshness_and_returns_rows(
     ledger_backend: str, exports: Path, server: ExportServer
 ) -> None:
-    write_export(exports, "torus", DAY, 40)
-    ingest_sot("torus", DAY, base_url=server.base_url)
-    rows = {r["name"]: r for r in report_health()}
+    write_export(exports, "torus", RECENT, 40)
+    ingest_sot("torus", RECENT, base_url=server.base_url)
+    report = report_health()
+    rows = {r["name"]: r for r in report["sources"]}
     assert rows["sot-torus"]["state"] == "fresh"
+    assert report["overall"] == "never"
     with get_client(sync_client=True) as client:
         [artifact] = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["source-health"])),
             sort=ArtifactSort.CREATED_DESC,
             limit=1,
         )
-    assert artifact.type == "table"
-    assert "sot-torus" in str(artifact.data)
+    assert artifact.type == "markdown"
+    text = str(artifact.data)
+    assert text.startswith("**Overall: never**")
+    assert "| instance | state | since success | data age | every | why |" in text
+    [torus] = [line for line in text.splitlines() if line.startswith("| sot-torus |")]
+    assert torus.startswith("| sot-torus | fresh | ")
+    assert "| 1 d |" in torus  # data age and cadence in days, not 86400.0
+    assert max(len(line) for line in text.splitlines()) <= 160  # fits a laptop screen
+    assert "86400" not in text
     with open_ledger() as ledger:
         assert ledger.health("sot-torus")["freshness"] == "fresh"  # type: ignore[index]
         assert ledger.health("sot-bitcoin")["freshness"] == "never"  # type: ignore[index]

@@ -39,7 +39,7 @@ import csv
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandera.polars as pa
@@ -51,7 +51,7 @@ from headwater.bodies import json_body
 from headwater.errors import FetchError
 from headwater.http import get, make_client
 from headwater.providers import Provider, Tolerance, run_chain, tolerance_of
-from headwater.spec import ApiCall, ApiSource, SourceParams, UrlParam
+from headwater.spec import ApiCall, ApiSource, DataClock, SourceParams, UrlParam
 from headwater.tables import MERGE, TableSpec
 
 DEFAULT_SYMBOL = "KC"
@@ -294,5 +294,7 @@ COFFEE = ApiSource(
     urls=(UrlParam("yahoo_url", "yahoo", YAHOO_BASE_URL), UrlParam("stooq_url", "stooq", STOOQ_BASE_URL)),
     partition_columns=("symbol",),
     tables={"coffee_prices": COFFEE_PRICES},
+    # a fallback row's price is as old as the constant it carries, not the day it was loaded
+    data_clock=DataClock("coffee_prices", "if(is_fallback, fallback_as_of, price_date)", timedelta(days=5)),
     fetch=fetch,
 )

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ET
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandera.polars as pa
@@ -48,7 +48,7 @@ from headwater.bodies import json_body
 from headwater.errors import FetchError
 from headwater.http import get, make_client
 from headwater.providers import Provider, Tolerance, run_chain, tolerance_of
-from headwater.spec import ApiCall, ApiSource, SourceParams, UrlParam
+from headwater.spec import ApiCall, ApiSource, DataClock, SourceParams, UrlParam
 from headwater.tables import MERGE, TableSpec
 
 DEFAULT_BASE = "EUR"
@@ -283,5 +283,6 @@ FX = ApiSource(
     ),
     partition_columns=("base",),
     tables={"rates": RATES},
+    data_clock=DataClock("rates", "rate_date", timedelta(days=5)),  # weekends and TARGET holidays
     fetch=fetch,
 )

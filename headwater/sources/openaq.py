@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -31,7 +31,7 @@ from headwater.errors import FetchError, HeadwaterError
 from headwater.http import get, make_client, paginate
 from headwater.params import PositiveInts
 from headwater.settings import get_settings
-from headwater.spec import ApiCall, ApiSource, SourceParams, UrlParam
+from headwater.spec import ApiCall, ApiSource, DataClock, SourceParams, UrlParam
 from headwater.tables import MERGE, TableSpec
 
 DEFAULT_BASE_URL = "https://api.openaq.org"
@@ -302,6 +302,7 @@ OPENAQ = ApiSource(
     urls=(UrlParam("base_url", "openaq", DEFAULT_BASE_URL),),
     partition_columns=("location_set",),
     tables={"measurements": MEASUREMENTS, "measurements_quarantine": QUARANTINE},
+    data_clock=DataClock("measurements", "datetime_from", timedelta(days=2)),
     fetch=fetch,
     stateful=True,
     api_key_block="openaq_api_key_block",

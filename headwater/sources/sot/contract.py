@@ -6,7 +6,7 @@ The columns, types, nullability, keys and rules are those of the contract
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pandera.polars as pa
 import polars as pl
@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from headwater.catchup import scheduled_date
 from headwater.params import EXPORT_SCHEMES, PositiveInt, one_of
 from headwater.settings import get_settings
-from headwater.spec import ExportSource, SourceParams, UrlParam
+from headwater.spec import DataClock, ExportSource, SourceParams, UrlParam
 from headwater.tables import TableSpec
 
 UTC_MS = {"time_unit": "ms", "time_zone": "UTC"}
@@ -150,6 +150,7 @@ SOT = ExportSource(
     partition_columns=("network", "processing_date"),
     constant_columns=("window_days",),
     date_column="processing_date",
+    data_clock=DataClock("raw_alerts", "processing_date", timedelta(days=3)),
     catch_up="all",  # every scheduled run carries its own processing date
     tables={
         spec.name: spec
