@@ -31,13 +31,17 @@ def find_uv() -> str:
     if not local.exists():
         print(f"quickstart: installing {UV_REQUIREMENT} into {TOOLS}", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(TOOLS)], check=True)
-        subprocess.run([str(bindir / "python"), "-m", "pip", "install", "--quiet", UV_REQUIREMENT], check=True)
+        subprocess.run(
+            [str(bindir / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", UV_REQUIREMENT],
+            check=True,
+        )
     return str(local)
 
 
-def run(*args: str) -> int:
+def run(*args: str, echo: bool = True) -> int:
     """Run a command in the repo root; return its exit code."""
-    print("quickstart: " + " ".join(args), flush=True)
+    if echo:
+        print("quickstart: " + " ".join(args), flush=True)
     return subprocess.run(args, cwd=ROOT, check=False).returncode
 
 
@@ -50,10 +54,13 @@ def main(argv: list[str]) -> int:
     uv = find_uv()
     # Bytecode compiled once at install: every later command starts about 4 s sooner where
     # Python writes no .pyc itself (PYTHONDONTWRITEBYTECODE, read-only installs).
-    if run(uv, "sync", "--frozen", "--compile-bytecode") != 0:
+    print("quickstart: installing the locked dependencies into .venv (the first time takes a minute)", flush=True)
+    if run(uv, "sync", "--frozen", "--compile-bytecode", "--quiet", echo=False) != 0:
         return 1
     if command == "demo":
-        return run(uv, "run", "--frozen", "python", "-m", "devtools.demo", *extra)
+        code = run(str(ROOT / ".venv" / "bin" / "headwater"), "demo", *extra)
+        print("quickstart: done; every command is in .venv/bin (try .venv/bin/headwater --help)", flush=True)
+        return code
     for step in (
         (uv, "run", "--frozen", "ruff", "check", "."),
         (uv, "run", "--frozen", "ruff", "format", "--check", "."),

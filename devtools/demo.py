@@ -17,8 +17,17 @@ import argparse
 import json
 import shutil
 import sys
+import time
+from collections.abc import Callable
 from datetime import date
+from functools import partial
 from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from blocks.ledger import open_ledger
 from blocks.warehouse import ClickHouseWarehouse
@@ -28,20 +37,14 @@ from devtools.generate import write_export
 from devtools.replays import FIXTURES, REGISTRARS, DemoRun
 from flows.catalog import ingest_catalog, search
 from flows.sot import ingest_sot
-from headwater.cli import local_runs
+from headwater.cli import local_runs, parse_command_line, summary_line
+from headwater.console import stdout
 from headwater.loading import qualified
-from headwater.outcome import status_of
+from headwater.outcome import BatchOutcome, status_of
 from headwater.settings import get_settings
 from headwater.sources.sot.contract import SOT
 
 DEMO_DATE = date(2026, 11, 22)
-
-
-def generate(root: Path, networks: list[str], day: date, alerts: int) -> None:
-    """Write one export per network (skipped when already there)."""
-    for index, network in enumerate(networks):
-        if not (root / network / day.isoformat() / "META.json").exists():
-            write_export(root, network, day, alerts + index * alerts // 4)
 
 
 def warehouse_counts(database: str, day: date) -> dict[str, dict[str, int]]:
@@ -66,48 +69,81 @@ def warehouse_counts(database: str, day: date) -> dict[str, dict[str, int]]:
     return counts
 
 
-def print_summary(networks: list[str], day: date, statuses: dict[str, str]) -> None:
-    """Print rows per table per network and the ledger status of each run."""
+class Steps:
+    """The demo's progress: a spinner for the step under way (on a terminal), then one line per finished step."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self.failed = False
+
+    def __enter__(self) -> Steps:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def generate(self, root: Path, networks: list[str], day: date, alerts: int) -> None:
+        """Write the exports with a bar over the networks; one line when done."""
+        started = time.monotonic()
+        task = self.progress.add_task(f"generating SOT exports ({day})", total=len(networks))
+        for index, network in enumerate(networks):
+            if not (root / network / day.isoformat() / "META.json").exists():
+                write_export(root, network, day, alerts + index * alerts // 4)
+            self.progress.advance(task)
+        self.progress.remove_task(task)
+        self.console.print(
+            f"[green]✓[/] SOT exports for {', '.join(networks)} ({day}) in {time.monotonic() - started:.1f} s",
+            highlight=False,
+        )
+
+    def run(self, label: str, call: Callable[[], Any]) -> Any:
+        """Run one flow call; print its summary line, or its one-line error (and go on)."""
+        task = self.progress.add_task(label, total=None)
+        try:
+            result = call()
+        except Exception as error:  # report every step, then fail
+            self.failed = True
+            self.console.print(f"[red]✗[/] {' '.join(str(error).splitlines())}", highlight=False, markup=True)
+            return None
+        finally:
+            self.progress.remove_task(task)
+        for outcome in result.values() if isinstance(result, dict) else [result]:
+            line = summary_line(outcome) if isinstance(outcome, BatchOutcome) else f"{label}: {status_of(outcome)}"
+            ok = status_of(outcome) in ("loaded", "unchanged")
+            self.failed = self.failed or not ok
+            self.console.print(f"{'[green]✓[/]' if ok else '[red]✗[/]'} {escape(line)}", highlight=False)
+        return result
+
+
+def sot_table(networks: list[str], day: date) -> Table:
+    """Rows per SOT table per network for ``day``, read back from ClickHouse."""
     settings = get_settings()
     counts = warehouse_counts(SOT.database_in(settings), day)
-    width = max(len(t) for t in SOT.tables) + 2
-    print(f"\nWarehouse {ClickHouseWarehouse.from_settings().describe()}, database {SOT.database_in(settings)}, {day}")
-    print("table".ljust(width) + "".join(n.rjust(12) for n in networks))
-    for table in SOT.tables:
-        if table in counts:
-            print(table.ljust(width) + "".join(str(counts[table].get(n, 0)).rjust(12) for n in networks))
+    table = Table(
+        "table", *networks, title=f"SOT {day} (database {SOT.database_in(settings)})", title_justify="left", box=None
+    )
+    for column in table.columns[1:]:
+        column.justify = "right"
+    for name in SOT.tables:
+        if name in counts:
+            table.add_row(name, *(f"{counts[name].get(n, 0):,}" for n in networks))
         else:
-            print(table.ljust(width) + "not ingested (excluded)".rjust(12 * len(networks)))
-    print("\nLedger " + str(settings.home_dir / "ledger.db" if not settings.ledger_url else "(configured)"))
-    with open_ledger() as ledger:
-        for network in networks:
-            runs = ledger.runs_for(f"sot-{network}", f"{network}/{day}")
-            last = runs[-1] if runs else None
-            line = f"  sot-{network:<10} {statuses.get(network, '?'):<10}"
-            if last:
-                line += (
-                    f" ledger={last['status']} rows={last['rows_loaded']} bytes={last['bytes']}"
-                    f" duration={last['duration_s']:.2f}s"
-                )
-            print(line)
+            table.add_row(name, "not ingested (excluded)", *([""] * (len(networks) - 1)))
+    return table
 
 
-def run_api_sources(server: ExportServer) -> tuple[list[DemoRun], dict[str, str]]:
-    """Run every API source once against its recorded responses replayed by ``server``."""
-    runs = [register(server) for register in REGISTRARS]
-    statuses: dict[str, str] = {}
-    for demo in runs:
-        try:
-            statuses[demo.instance] = status_of(demo.run(server.root_url))
-        except Exception as error:  # report every source, then fail
-            statuses[demo.instance] = "failed"
-            print(f"error: {error}", file=sys.stderr)
-    return runs, statuses
-
-
-def print_api_summary(runs: list[DemoRun], statuses: dict[str, str]) -> None:
-    """Print rows per API table read back from ClickHouse and each run's ledger status."""
-    print("\nAPI sources (recorded responses replayed on 127.0.0.1)")
+def api_table(runs: list[DemoRun]) -> Table:
+    """Rows per API table read back from ClickHouse, with each instance's ledger status."""
     with ClickHouseWarehouse.from_settings().session() as client:
         existing = {(db, name) for db, name in client.query("SELECT database, name FROM system.tables").result_rows}
         counts = {
@@ -116,12 +152,14 @@ def print_api_summary(runs: list[DemoRun], statuses: dict[str, str]) -> None:
             for table in demo.tables
             if (demo.database, table) in existing
         }
+    table = Table("instance", "ledger", "rows in the warehouse", title="API sources", title_justify="left", box=None)
     with open_ledger() as ledger:
         for demo in runs:
             runs_of = ledger.runs_for(demo.instance)
             last = runs_of[-1]["status"] if runs_of else "-"
-            tables = ", ".join(f"{demo.database}.{t}: {counts.get((demo.database, t), 0)}" for t in demo.tables)
-            print(f"  {demo.instance:<30} {statuses.get(demo.instance, '?'):<10} ledger={last:<10} {tables}")
+            rows = ", ".join(f"{demo.database}.{t} {counts.get((demo.database, t), 0):,}" for t in demo.tables)
+            table.add_row(demo.instance, last, rows)
+    return table
 
 
 DEMO_QUERY = "milk powder for a baby"
@@ -151,27 +189,19 @@ def prepare_catalog(root: Path, base_url: str) -> Path:
     return config
 
 
-def run_catalog(config: Path) -> str:
-    """Run the demo's catalog ingestor; its worst stage status."""
-    try:
-        results = ingest_catalog("demo-shop", str(config))
-    except Exception as error:  # reported, then the demo fails
-        print(f"error: {error}", file=sys.stderr)
-        return "failed"
-    statuses = [status_of(r) for r in results.values()]
-    return "loaded" if all(s in ("loaded", "unchanged") for s in statuses) and len(statuses) == 3 else "failed"
-
-
-def print_catalog_summary(status: str) -> None:
+def print_catalog_summary(console: Console) -> None:
     """Print the catalog's rows and the top 3 search results of a query."""
-    print(f"\nCatalog feed (ingestion.yaml, JSON-LD served on 127.0.0.1): {status}")
     with ClickHouseWarehouse.from_settings().session() as client:
-        for table in ("brands", "products", "offers", "product_vectors"):
-            if client.command(f"EXISTS TABLE catalog.{table}"):
-                print(f"  catalog.{table}: {client.command(f'SELECT count() FROM catalog.{table}')}")
-    print(f'  search "{DEMO_QUERY}":')
+        counts = [
+            f"{table} {client.command(f'SELECT count() FROM catalog.{table}')}"
+            for table in ("brands", "products", "offers", "product_vectors")
+            if client.command(f"EXISTS TABLE catalog.{table}")
+        ]
+    console.print(f"\nCatalog demo-shop (JSON-LD on 127.0.0.1): {', '.join(counts)}", highlight=False)
+    hits = Table("score", "sku", "name", title=f'search "{DEMO_QUERY}"', title_justify="left", box=None)
     for hit in search(DEMO_QUERY, k=3):
-        print(f"    {hit.score:.4f}  {hit.sku:<12} {hit.name}")
+        hits.add_row(f"{hit.score:.4f}", hit.sku, hit.name)
+    console.print(hits)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,28 +209,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--alerts", type=int, default=40_000, help="raw_alerts rows of the first network")
     parser.add_argument("--date", type=date.fromisoformat, default=DEMO_DATE)
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     settings = get_settings()
     networks = settings.sot_networks
     root = settings.home_dir / "demo-exports"
-    generate(root, networks, args.date, args.alerts)
-    statuses: dict[str, str] = {}
-    failed = False
-    with ExportServer(root) as server, local_runs():
-        for network in networks:
-            try:
-                statuses[network] = status_of(ingest_sot(network, args.date, base_url=server.base_url))
-            except Exception as error:  # report every network, then fail
-                statuses[network] = "failed"
-                failed = True
-                print(f"error: {error}", file=sys.stderr)
-        api_runs, api_statuses = run_api_sources(server)
-        catalog_status = run_catalog(prepare_catalog(root, server.base_url))
-    print_summary(networks, args.date, statuses)
-    print_api_summary(api_runs, api_statuses)
-    print_catalog_summary(catalog_status)
-    failed = failed or "failed" in api_statuses.values() or catalog_status == "failed"
-    return 1 if failed else 0
+    console = stdout()
+    ledger = settings.home_dir / "ledger.db" if not settings.ledger_url else "(configured)"
+    console.print(f"Headwater demo: warehouse {ClickHouseWarehouse.from_settings().describe()}, ledger {ledger}")
+    with Steps(console) as steps:
+        steps.generate(root, networks, args.date, args.alerts)
+        with ExportServer(root) as server, local_runs():
+            for network in networks:
+                steps.run(
+                    f"sot-{network} {args.date}", partial(ingest_sot, network, args.date, base_url=server.base_url)
+                )
+            api_runs = [register(server) for register in REGISTRARS]
+            for demo in api_runs:
+                steps.run(demo.instance, partial(demo.run, server.root_url))
+            config = prepare_catalog(root, server.base_url)
+            steps.run("catalog-demo-shop", partial(ingest_catalog, "demo-shop", str(config)))
+    console.print()
+    console.print(sot_table(networks, args.date))
+    console.print()
+    console.print(api_table(api_runs))
+    print_catalog_summary(console)
+    return 1 if steps.failed else 0
 
 
 if __name__ == "__main__":

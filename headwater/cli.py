@@ -1,16 +1,22 @@
 """The command-line contract every flow module shares, and the one runner of every source's command line.
 
-Exit 0 when the batch was loaded or was unchanged; exit 2 with a one-line
-``error: <reason>`` on stderr when a parameter or setting is wrong (nothing was
-fetched); exit 1 with a one-line reason when the run failed, was skipped (circuit
-open), was superseded, or loaded only part of the batch (``partial``).
+Exit 0 when the batch was loaded or was unchanged, with one summary line on stdout;
+exit 2 with a one-line ``error: <reason>`` on stderr when a parameter or setting is
+wrong (nothing was fetched); exit 1 with a one-line reason when the run failed, was
+skipped (circuit open), was superseded, or loaded only part of the batch (``partial``).
+
+Prefect's console log lines (run and task states, the temporary server's notice) stay
+off the terminal unless ``--verbose`` (or ``HEADWATER_VERBOSE=1``) asks for them, which
+also prints a failure's traceback; the same lines still reach the Prefect UI.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -25,7 +31,7 @@ from headwater.errors import ConfigurationError
 from headwater.ledger import SUCCESSES
 from headwater.outcome import BatchOutcome, RunResult
 from headwater.params import iso_date
-from headwater.settings import heartbeats_requested
+from headwater.settings import heartbeats_requested, no_server_telemetry, request_verbose, verbose_requested
 from headwater.spec import DeclaredSource
 
 EXIT_FAILED = 1
@@ -40,13 +46,46 @@ def report_error(error: BaseException | str, code: int = EXIT_FAILED) -> int:
     """
     if isinstance(error, ConfigurationError | ParameterTypeError):
         code = EXIT_CONFIGURATION
+    if isinstance(error, BaseException) and verbose_requested():
+        traceback.print_exception(error, file=sys.stderr)
     print(f"error: {' '.join(str(error).splitlines())}", file=sys.stderr)
     return code
+
+
+CONSOLE_HANDLER_NAMES = ("PrefectConsoleHandler",)
+
+
+def quiet_console(verbose: bool | None = None) -> None:
+    """Keep Prefect's console log lines off this process's terminal from now on, unless verbose.
+
+    Only the handlers that write to the terminal are raised above ``CRITICAL``; the API
+    handler still sends every run's log lines to the Prefect UI. It lasts for the
+    process, so the temporary server's notices at exit stay off the terminal too.
+    ``verbose`` defaults to ``HEADWATER_VERBOSE`` (set by every command's ``--verbose``).
+    """
+    no_server_telemetry()
+    if verbose_requested() if verbose is None else verbose:
+        return
+    for logger in _console_loggers():
+        for handler in logger.handlers:
+            if type(handler).__name__ in CONSOLE_HANDLER_NAMES:
+                handler.setLevel(logging.CRITICAL + 1)
+
+
+def _console_loggers() -> list[logging.Logger]:
+    """The loggers Prefect's logging configuration gives a console handler (the root among them)."""
+    from prefect.logging.configuration import setup_logging  # noqa: PLC0415 - configure before looking
+
+    setup_logging()
+    names = ("prefect", "prefect.flow_runs", "prefect.task_runs", "uvicorn", "fastapi")
+    return [logging.getLogger(), *(logging.getLogger(name) for name in names)]
 
 
 @contextmanager
 def local_runs() -> Iterator[None]:
     """Flow runs started in this process send no Prefect heartbeats, unless the environment asks for them.
+
+    It also keeps Prefect's console log lines off the terminal (:func:`quiet_console`).
 
     Prefect's heartbeat thread sleeps in one-second steps and every flow run joins it
     on exit: measured here, a trivial flow run takes 1.07 s with heartbeats and 0.08 s
@@ -55,6 +94,7 @@ def local_runs() -> Iterator[None]:
     (``prefect.yaml``, job variables) and start runs without this module's commands; a
     run started from a command line is watched by the ledger's lease instead.
     """
+    quiet_console()
     if heartbeats_requested():
         yield
         return
@@ -71,13 +111,48 @@ def run_flow_cli(call: Callable[[], RunResult]) -> int:
         return report_error(error)
     if not isinstance(outcome, BatchOutcome):  # a deployment run superseded by a newer one
         return report_error(str(outcome.message))
-    summary = f"{outcome.instance} {outcome.partition_key}: {outcome.status} {outcome.rows_by_table}"
+    summary = summary_line(outcome)
     if outcome.status in SUCCESSES and not outcome.error:
         print(summary)
         return 0
     if outcome.rows_by_table:  # a partial batch: what did load
         print(summary)
     return report_error(outcome.error or summary)
+
+
+def summary_line(outcome: BatchOutcome) -> str:
+    """One line saying what a run did.
+
+    ``sot-ethereum ethereum/2026-11-22: loaded 90,000 rows (4 tables, 3.2 MB) in 1.6 s``
+    """
+    head = f"{run_label(outcome.instance, outcome.partition_key)}: {outcome.status}"
+    took = f" in {outcome.duration_s:.1f} s" if outcome.duration_s else ""
+    if not outcome.rows_by_table:
+        return head + took
+    rows = sum(outcome.rows_by_table.values())
+    tables = len(outcome.rows_by_table)
+    size = f", {human_bytes(outcome.bytes)}" if outcome.bytes else ""
+    return f"{head} {rows:,} row{'s' if rows != 1 else ''} ({tables} table{'s' if tables != 1 else ''}{size}){took}"
+
+
+def run_label(instance: str, partition_key: str) -> str:
+    """The instance and the parts of its partition key the name does not already say.
+
+    ``sot-ethereum`` + ``ethereum/2026-11-22`` → ``sot-ethereum 2026-11-22``;
+    ``worldbank-business`` + ``business`` → ``worldbank-business``.
+    """
+    named = instance.lower().replace("_", "-")
+    rest = [part for part in partition_key.split("/") if part.lower().replace("_", "-") not in named]
+    return " ".join([instance, "/".join(rest)]) if rest else instance
+
+
+def human_bytes(size: float) -> str:
+    """``3.2 MB``-style sizes (decimal units)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
 
 
 def source_command(source: DeclaredSource[Any], flow: Callable[..., RunResult]) -> Callable[..., int]:
@@ -93,6 +168,8 @@ def source_main(source: DeclaredSource[Any], flow: Callable[..., RunResult], arg
     """``python -m flows.<name>``: flags from the source's parameters model, then the flow; returns the exit code."""
     parser = source_parser(source)
     args = vars(parser.parse_args(argv))
+    if args.pop("verbose", False):
+        request_verbose()
     given: dict[str, Any] = {}
     problems: dict[str, str] = {}
     for name, info in source.params.model_fields.items():
@@ -112,6 +189,7 @@ def source_main(source: DeclaredSource[Any], flow: Callable[..., RunResult], arg
 def source_parser(source: DeclaredSource[Any]) -> argparse.ArgumentParser:
     """The command line of a declared source: one flag per parameter, described by the model."""
     parser = argparse.ArgumentParser(prog=f"python -m flows.{source.name}", description=source.summary)
+    add_verbose_flag(parser)
     for name, info in source.params.model_fields.items():
         flag = flag_of(name, info)
         if _base(info.annotation) is bool:
@@ -128,6 +206,20 @@ def source_parser(source: DeclaredSource[Any]) -> argparse.ArgumentParser:
             help=f"{info.description or ''}{shown}",
         )
     return parser
+
+
+def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
+    """``--verbose``: Prefect's log lines on the terminal and a failure's traceback (``HEADWATER_VERBOSE=1``)."""
+    parser.add_argument("--verbose", action="store_true", help="print Prefect's log lines and a failure's traceback")
+
+
+def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv`` with ``--verbose`` added; a given ``--verbose`` is requested for the whole process."""
+    add_verbose_flag(parser)
+    args = parser.parse_args(argv)
+    if args.verbose:
+        request_verbose()
+    return args
 
 
 def flag_of(name: str, info: FieldInfo) -> str:

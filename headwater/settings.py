@@ -10,7 +10,7 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -141,6 +141,15 @@ class Settings(BaseSettings):
     quality_alert_threshold: float = Field(
         default=0.9, ge=0, le=1, description="A batch whose quality score is below this raises an alert event."
     )
+    slow_run_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A source run that takes longer than this emits headwater.run.slow (severity warning).",
+    )
+    alert_min_severity: Literal["info", "warning", "critical"] = Field(
+        default="info",
+        description="Least severe Headwater event the alerts notify about: info, warning or critical.",
+    )
     ingestion_config: Path = Field(
         default=Path("ingestion.yaml"),
         description="The catalog ingestors (the ingestion.yaml format), see headwater/catalog/config.py.",
@@ -250,6 +259,28 @@ def get_settings() -> Settings:
 
 
 HEARTBEAT_VARIABLES = ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY")
+
+
+VERBOSE_VARIABLE = "HEADWATER_VERBOSE"
+
+
+def verbose_requested() -> bool:
+    """Whether commands print Prefect's log lines and tracebacks (``HEADWATER_VERBOSE``, set by ``--verbose``)."""
+    return os.environ.get(VERBOSE_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def request_verbose() -> None:
+    """Ask this process's commands (and the processes it starts) for Prefect's log lines and tracebacks."""
+    os.environ[VERBOSE_VARIABLE] = "1"
+
+
+def no_server_telemetry() -> None:
+    """A temporary Prefect server this process starts sends no telemetry (and logs no failure to send it).
+
+    ``pyproject.toml`` says the same for commands run in the project's folder; this covers
+    commands run from anywhere. An explicit ``PREFECT_SERVER_ANALYTICS_ENABLED`` wins.
+    """
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def heartbeats_requested() -> bool:
