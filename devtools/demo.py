@@ -31,6 +31,7 @@ from rich.table import Table
 
 from blocks.ledger import open_ledger
 from blocks.warehouse import ClickHouseWarehouse
+from commands.app import stdout
 from devtools.catalog_generator import write_catalog
 from devtools.export_server import ExportServer
 from devtools.generate import write_export
@@ -38,7 +39,6 @@ from devtools.replays import FIXTURES, REGISTRARS, DemoRun
 from flows.catalog import ingest_catalog, search
 from flows.sot import ingest_sot
 from headwater.cli import local_runs, parse_command_line, summary_line
-from headwater.console import stdout
 from headwater.loading import qualified
 from headwater.outcome import BatchOutcome, status_of
 from headwater.settings import get_settings

@@ -31,7 +31,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from headwater.cli import human_bytes, report_error
+from headwater.cli import human_bytes, quiet_console, report_error
 from headwater.errors import ConfigurationError
 from headwater.settings import request_verbose
 
@@ -68,6 +68,7 @@ def main_options(verbose: VerboseOption = False) -> None:
     """Options of every command."""
     if verbose:
         request_verbose()
+    quiet_console()
 
 
 def runnable_flows() -> dict[str, str]:
@@ -157,11 +158,15 @@ def health(
 def health_serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    token_block: Annotated[
+        str | None, typer.Option(help="Secret block holding the bearer token (default HEADWATER_HEALTH_TOKEN_BLOCK).")
+    ] = None,
 ) -> None:
-    """Serve data health over HTTP: GET /health/status, /health/sources, /health/sources/{name}."""
+    """Serve data health over HTTP: GET /health/status, /health/sources, /health/sources/{name} (read-only)."""
     from flows.health import main as health_main  # noqa: PLC0415
 
-    raise typer.Exit(health_main(["serve", "--host", host, "--port", str(port)]))
+    argv = ["serve", "--host", host, "--port", str(port)]
+    raise typer.Exit(health_main(argv + (["--token-block", token_block] if token_block else [])))
 
 
 class OutputFormat(StrEnum):
@@ -178,7 +183,7 @@ def sql(
     output: Annotated[OutputFormat, typer.Option("--format", "-f", help="table, csv or json.")] = OutputFormat.TABLE,
 ) -> None:
     """Run a read-only query on the configured warehouse (writes are refused by the engine)."""
-    from headwater.inventory import read_only_query  # noqa: PLC0415
+    from commands.inventory import read_only_query  # noqa: PLC0415
 
     try:
         result = read_only_query(query)
@@ -230,7 +235,7 @@ def tables(
     database: Annotated[str | None, typer.Option(help="Only this database.")] = None,
 ) -> None:
     """Every loaded table: rows, partitions, size, its newest batch and when it was loaded."""
-    from headwater.inventory import table_inventory  # noqa: PLC0415
+    from commands.inventory import table_inventory  # noqa: PLC0415
 
     found = table_inventory(database)
     now = datetime.now(UTC)
