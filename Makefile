@@ -1,5 +1,6 @@
-# The commands people type. Everything runs through uv and the locked dependencies.
-UV ?= uv
+# The commands people type. Everything runs through uv and the locked dependencies: uv on PATH,
+# else the one the quick start installed into ./.tools (so `make` works in a fresh shell after it).
+UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
 .PHONY: setup demo test test-fast lint fmt typecheck bench server pools deploy worker
 
@@ -7,7 +8,7 @@ setup:            ## install the locked dependencies into .venv
 	$(UV) sync --frozen --compile-bytecode
 
 demo: setup       ## generate SOT exports, serve them on loopback, ingest them, print a summary
-	$(UV) run --frozen python -m devtools.demo
+	.venv/bin/headwater demo
 
 test:             ## lint, type-check and run the whole test suite (what CI runs)
 	python3 quickstart.py test

@@ -15,8 +15,10 @@ from datetime import date
 from pathlib import Path
 
 import httpx
+import pytest
 from prefect.settings import PREFECT_API_URL
 
+from commands.app import main as console_main
 from devtools.export_server import ExportServer
 from devtools.generate import write_export
 from headwater.cli import run_label, summary_line
@@ -99,23 +101,34 @@ def test_run_failures_are_one_line_and_exit_codes_match_the_module(home: Path, s
     assert "Traceback" in verbose.stderr
     assert verbose.stderr.splitlines()[-1].startswith(f"error: sot-bitcoin {DAY}: META.json")
 
-    bad = headwater(home, "run", "sot", "-p", "network=ethereum", "-p", "processing_date=22/11/2026")
-    assert bad.returncode == 2
-    assert len(bad.stderr.splitlines()) == 1
-    assert "22/11/2026" in bad.stderr
-    unknown = headwater(home, "run", "sott")
-    assert unknown.returncode == 2
-    assert unknown.stderr.startswith("error: run: expected one of ")
-    assert "'sott'" in unknown.stderr
-    malformed = headwater(home, "run", "sot", "-p", "network")
-    assert (malformed.returncode, malformed.stderr.strip()) == (
-        2,
-        "error: run: expected --param NAME=VALUE, found 'network'",
-    )
     assert [r["status"] for r in ledger_runs("sot-bitcoin")] == ["failed", "failed"]
 
 
-def test_sql_answers_in_three_formats_and_refuses_writes(home: Path, exports: Path, server: ExportServer) -> None:
+def in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``headwater ARGS`` in this process (commands that start no flow run): exit code, stdout, stderr."""
+    code = console_main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_bad_commands_are_one_line_and_exit_2(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = in_process(capsys, "run", "sot", "-p", "network=ethereum", "-p", "processing_date=22/11/2026")
+    assert code == 2
+    assert len(err.splitlines()) == 1
+    assert err.startswith("error: sot-ethereum")
+    assert "22/11/2026" in err
+    code, _, err = in_process(capsys, "run", "sott")
+    assert code == 2
+    assert err.startswith("error: run: expected one of catalog, catalog-cleanup, ")
+    assert err.rstrip().endswith("found 'sott'")
+    code, _, err = in_process(capsys, "run", "sot", "-p", "network")
+    assert (code, err.strip()) == (2, "error: run: expected --param NAME=VALUE, found 'network'")
+    assert ledger_runs() == []
+
+
+def test_sql_tables_answer_and_writes_are_refused(
+    home: Path, exports: Path, server: ExportServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     rows = _load_ethereum(home, exports, server)
     table = headwater(home, "sql", "SELECT network, count() AS n FROM sot.raw_alerts GROUP BY network")
     assert table.returncode == 0, table.stderr
@@ -123,34 +136,30 @@ def test_sql_answers_in_three_formats_and_refuses_writes(home: Path, exports: Pa
     assert header.split() == ["network", "n"]
     assert line.split() == ["ethereum", str(rows["raw_alerts"])]
 
-    as_csv = headwater(
-        home, "sql", "SELECT count() AS n, toDate('2026-11-22') AS d FROM sot.raw_alerts", "--format", "csv"
-    )
-    assert list(csv.reader(io.StringIO(as_csv.stdout))) == [["n", "d"], [str(rows["raw_alerts"]), "2026-11-22"]]
-    as_json = headwater(home, "sql", "SELECT count() AS n FROM sot.raw_features", "-f", "json")
-    assert json.loads(as_json.stdout) == [{"n": rows["raw_features"]}]
+    sql = "SELECT count() AS n, toDate('2026-11-22') AS d FROM sot.raw_alerts"
+    code, out, _ = in_process(capsys, "sql", sql, "--format", "csv")
+    assert code == 0
+    assert list(csv.reader(io.StringIO(out))) == [["n", "d"], [str(rows["raw_alerts"]), "2026-11-22"]]
+    code, out, _ = in_process(capsys, "sql", "SELECT count() AS n FROM sot.raw_features", "-f", "json")
+    assert json.loads(out) == [{"n": rows["raw_features"]}]
 
     for statement in ("DROP TABLE sot.raw_alerts", "INSERT INTO sot.raw_alerts SELECT * FROM sot.raw_alerts"):
-        refused = headwater(home, "sql", statement)
-        assert refused.returncode == 2
-        assert "readonly" in refused.stderr.lower()
-        assert len(refused.stderr.splitlines()) == 1
+        code, _, err = in_process(capsys, "sql", statement)
+        assert code == 2
+        assert "readonly" in err.lower()
+        assert len(err.splitlines()) == 1
     assert query("SELECT count() FROM sot.raw_alerts")[0][0] == rows["raw_alerts"]
 
-
-def test_tables_lists_rows_partitions_and_last_batch(home: Path, exports: Path, server: ExportServer) -> None:
-    rows = _load_ethereum(home, exports, server)
-    listed = headwater(home, "tables", "--database", "sot")
-    assert listed.returncode == 0, listed.stderr
-    lines = {line.split()[0]: line.split() for line in listed.stdout.strip().splitlines()[1:]}
+    code, out, _ = in_process(capsys, "tables", "--database", "sot")
+    assert code == 0
+    lines = {line.split()[0]: line.split() for line in out.strip().splitlines()[1:]}
     assert set(lines) == {f"sot.{t}" for t in INGESTED}
     (batch,) = {r["batch_id"] for r in ledger_runs("sot-ethereum")}
-    for table in INGESTED:
-        cells = lines[f"sot.{table}"]
-        assert cells[1] == f"{rows[table]:,}"
+    for name in INGESTED:
+        cells = lines[f"sot.{name}"]
+        assert cells[1] == f"{rows[name]:,}"
         assert cells[2] == "1"
         assert batch in cells
-    assert not any("_stg_" in name or "_bak_" in name for name in lines)
 
 
 def _free_port() -> int:
