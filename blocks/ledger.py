@@ -47,7 +47,7 @@ _CHATTER = _ConnectorChatter()
 
 def quiet_connector_logs() -> None:
     """Keep the connector's engine chatter out of the terminal and the run logs (warnings still pass); idempotent."""
-    for name in ("prefect.flow_runs", "prefect.task_runs", "SqlAlchemyConnector"):
+    for name in ("prefect.flow_runs", "prefect.task_runs", "SqlAlchemyConnector", "prefect.SqlAlchemyConnector"):
         logger = logging.getLogger(name)
         if _CHATTER not in logger.filters:
             logger.addFilter(_CHATTER)

@@ -69,6 +69,7 @@ def test_quick_start_then_every_readme_command_in_a_new_shell(tmp_path: Path) ->
             ["bash", "-c", command], cwd=clone, env=env, capture_output=True, text=True, timeout=300, check=False
         )
         assert shell.returncode == 0, f"{command}\n{shell.stdout[-2000:]}\n{shell.stderr[-2000:]}"
+        assert shell.stderr == "", f"{command}: nothing on stderr when all is well, found:\n{shell.stderr[-2000:]}"
         outputs[command] = shell.stdout
     sql = next(text for command, text in outputs.items() if "GROUP BY network" in command)
     assert {tuple(line.split()) for line in sql.splitlines()[1:]} == {
