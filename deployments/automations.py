@@ -5,6 +5,11 @@ Each alert reacts to one kind of event and sends a notification to every block n
 ``slack-webhook/alerts,custom-webhook/ops``). Idempotent: automations are matched by
 name and only updated when their trigger, actions, description or enabled flag differ.
 
+Every message starts with its severity (``headwater.events.SEVERITIES``: info, warning,
+critical; a failed or crashed flow run is critical). ``HEADWATER_ALERT_MIN_SEVERITY``
+(default ``info``) limits the alerts on Headwater events to that severity and above: the
+triggers match the ``headwater.severity`` label of the event's resource.
+
 With no alert blocks configured, alerts are disabled: no alert is created, updated or
 deleted (an unset variable in an operator's shell must not wipe production alerts);
 existing Headwater alerts are reported and left as they are.
@@ -44,21 +49,26 @@ from prefect.exceptions import ObjectNotFound
 
 from headwater import events
 from headwater.errors import ConfigurationError
+from headwater.events import Severity
 from headwater.filedrop import load_config
 from headwater.settings import get_settings
 
-FLOW_RUN_SUBJECT = "Headwater: flow run {{ flow_run.name }} {{ flow_run.state.name }}"
+FLOW_RUN_SEVERITY = events.FLOW_RUN_FAILED_SEVERITY.upper()
+FLOW_RUN_SUBJECT = f"Headwater {FLOW_RUN_SEVERITY}: flow run {{{{ flow_run.name }}}} {{{{ flow_run.state.name }}}}"
 FLOW_RUN_BODY = (
     "Flow run {{ flow.name }}/{{ flow_run.name }} entered {{ flow_run.state.name }}"
     " at {{ flow_run.state.timestamp }}.\n"
+    f"Severity: {events.FLOW_RUN_FAILED_SEVERITY}\n"
     "Reason: {{ flow_run.state.message }}\n"
     "Flow run id: {{ flow_run.id }}\n"
     "Link: {{ flow_run|ui_url or 'none (set PREFECT_UI_URL on the server)' }}"
 )
-EVENT_SUBJECT = "Headwater: {{ event.event }} for {{ event.resource.name }}"
+SEVERITY = f"event.resource['{events.SEVERITY_LABEL}']"
+EVENT_SUBJECT = f"Headwater {{{{ {SEVERITY} | upper }}}}: {{{{ event.event }}}} for {{{{ event.resource.name }}}}"
 EVENT_BODY = (
     "{{ event.event }} for {{ event.resource.name }}"
     " (source {{ event.resource['headwater.source'] }}) at {{ event.occurred }}.\n"
+    f"Severity: {{{{ {SEVERITY} }}}}\n"
     "{% for key, value in event.payload.items() %}{{ key }}: {{ value }}\n{% endfor %}"
     "Automation: {{ automation.name }}"
 )
@@ -88,6 +98,12 @@ class AlertSpec:
     match: dict[str, str]
     subject: str = EVENT_SUBJECT
     body: str = EVENT_BODY
+
+    def trigger_match(self, min_severity: Severity) -> dict[str, str | list[str]]:
+        """The resources it fires on: a Headwater event's only at ``min_severity`` or above (its label)."""
+        if self.match != SOURCE_MATCH:
+            return dict(self.match)
+        return {**self.match, events.SEVERITY_LABEL: list(events.severities_from(min_severity))}
 
 
 ALERTS = (
@@ -136,6 +152,12 @@ ALERTS = (
         match=SOURCE_MATCH,
     ),
     AlertSpec(
+        name="headwater-run-slow",
+        description="A source run took longer than HEADWATER_SLOW_RUN_S (default 60 s).",
+        events=(events.RUN_SLOW,),
+        match=SOURCE_MATCH,
+    ),
+    AlertSpec(
         name="headwater-source-repaired",
         description="The warehouse disagreed with the ledger (a crashed publish, doubled or lost rows); repaired.",
         events=(events.SOURCE_REPAIRED,),
@@ -167,15 +189,15 @@ def block_document_id(ref: str) -> UUID:
     return block._block_document_id
 
 
-def build(spec: AlertSpec, block_ids: list[UUID]) -> Automation:
-    """The automation a spec describes, notifying every block in ``block_ids``."""
+def build(spec: AlertSpec, block_ids: list[UUID], min_severity: Severity = events.INFO) -> Automation:
+    """The automation a spec describes, notifying every block in ``block_ids`` of events at ``min_severity`` or up."""
     return Automation(
         name=spec.name,
         description=spec.description,
         enabled=True,
         trigger=EventTrigger(
             expect=set(spec.events),
-            match=ResourceSpecification.model_validate(spec.match),
+            match=ResourceSpecification.model_validate(spec.trigger_match(min_severity)),
             posture=Posture.Reactive,
             threshold=1,
             within=timedelta(0),
@@ -327,10 +349,12 @@ def apply(desired: Automation) -> str | None:
     return f"updated automation {desired.name}{dropped}"
 
 
-def ensure_automations(block_refs: list[str], specs: tuple[AlertSpec, ...] = ALERTS) -> list[str]:
+def ensure_automations(
+    block_refs: list[str], specs: tuple[AlertSpec, ...] = ALERTS, min_severity: Severity = events.INFO
+) -> list[str]:
     """Create or update every spec's automation; returns what changed, one line each."""
     block_ids = [block_document_id(ref) for ref in block_refs]
-    changes = [apply(build(spec, block_ids)) for spec in specs]
+    changes = [apply(build(spec, block_ids, min_severity)) for spec in specs]
     return [change for change in changes if change]
 
 
@@ -370,7 +394,7 @@ def main() -> int:
             print(change)
         return failed
     try:
-        changes = ensure_automations(refs)
+        changes = ensure_automations(refs, min_severity=get_settings().alert_min_severity)
     except AlertBlockError as exc:
         for change in always:
             print(change)

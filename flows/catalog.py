@@ -19,6 +19,7 @@ from typing import Any
 from prefect import flow
 
 from blocks.warehouse import ClickHouseWarehouse
+from flows.factory import fails_with_reason
 from headwater.api_batch import FetchResult
 from headwater.batch import BatchRequest
 from headwater.catalog.config import Ingestor, load_ingestion
@@ -72,6 +73,7 @@ def catalog_request(source: SourceSpec, ingestor: str, stage: str, location: str
 
 
 @flow(name="ingest-catalog", flow_run_name="catalog {ingestor}", timeout_seconds=FLOW_TIMEOUT_S)
+@fails_with_reason
 def ingest_catalog(ingestor: str, config: str | None = None) -> dict[str, RunResult]:
     """Run an ingestor's stages in order (registry, feed, vectors), each only when the one before succeeded.
 

@@ -25,9 +25,11 @@ from prefect.artifacts import create_table_artifact
 
 from blocks.warehouse import ClickHouseWarehouse
 from flows.catalog import catalog_request, ingest_catalog
+from flows.factory import fails_with_reason
 from headwater.api_batch import FetchResult
 from headwater.catalog.config import load_ingestion
 from headwater.cli import local_runs, report_error
+from headwater.errors import HeadwaterError
 from headwater.ledger import SUCCESSES
 from headwater.logs import run_logger
 from headwater.outcome import status_of
@@ -78,6 +80,7 @@ def _backlogs(names: list[str], keep_deleted: timedelta) -> dict[str, dict[str, 
 
 
 @flow(name="catalog-cleanup", flow_run_name="catalog cleanup", timeout_seconds=FLOW_TIMEOUT_S)
+@fails_with_reason
 def clean_catalog(config: str | None = None) -> list[IngestorCleanup]:
     """Clean every ingestor's stored catalog; write the ``catalog-cleanup`` artifact.
 
@@ -126,7 +129,7 @@ def clean_catalog(config: str | None = None) -> list[IngestorCleanup]:
     )
     failed = [e.ingestor for e in report if any(s not in SUCCESSES for s in e.statuses.values())]
     if failed:
-        raise RuntimeError(f"catalog cleanup: the stages of {', '.join(failed)} did not all succeed")
+        raise HeadwaterError("catalog cleanup", f"the stages of {', '.join(failed)} did not all succeed")
     return report
 
 

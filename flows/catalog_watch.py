@@ -17,6 +17,7 @@ from pathlib import Path
 from prefect import flow
 
 from blocks.ledger import open_ledger
+from flows.factory import fails_with_reason
 from headwater import events
 from headwater.catalog.config import load_ingestion
 from headwater.catalog.probe import PREFIX, probe_local, probe_remote
@@ -27,6 +28,7 @@ from headwater.settings import get_settings
 
 
 @flow(name="watch-catalog-feeds", flow_run_name="catalog feed check", timeout_seconds=FLOW_TIMEOUT_S)
+@fails_with_reason
 def watch_catalog_feeds(config: str | None = None) -> dict[str, str]:
     """Probe each ingestor's feed once; returns each ingestor's verdict.
 

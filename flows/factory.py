@@ -10,14 +10,20 @@ META.json and files, an API source calls its ``fetch``.
 
 from __future__ import annotations
 
+import functools
 import inspect
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar, cast
 
 from prefect import Flow, flow
+from prefect.flow_engine import FlowRunTimeoutError
+from prefect.states import Failed
 
 from blocks.ledger import open_ledger
 from blocks.secrets import secret_value
 from headwater.batch import declared_run
+from headwater.errors import HeadwaterError
+from headwater.logs import run_logger
 from headwater.outcome import RunResult
 from headwater.params import FLOW_TIMEOUT_S
 from headwater.settings import get_settings
@@ -25,6 +31,46 @@ from headwater.spec import ApiCall, ApiSource, DeclaredSource, ExportSource
 from tasks.download import download_manifest, download_resources
 from tasks.fetch import run_api_batch
 from tasks.pipeline import run_batch
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def failure_reason(error: BaseException) -> str:
+    """A failure's one-line reason: a Headwater error's text, else the exception's type and text."""
+    text = " ".join(str(error).split())
+    if isinstance(error, HeadwaterError):
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def fails_with_reason(body: Callable[P, R]) -> Callable[P, R]:
+    """A flow body whose failure ends the run Failed with its one-line reason as the state's message.
+
+    Prefect words an exception's Failed state ``Flow run encountered an exception:
+    <Type>: <text>``; the UI, the flow-run alert and ``prefect flow-run inspect`` show
+    that message. Here the body returns ``Failed(message=<reason>, data=<exception>)``
+    instead, which Prefect records as it is; a Python caller of the flow (and a parent
+    flow) still gets the exception raised, whose ``str()`` is the reason for every
+    Headwater error. The traceback goes to the run's log. Prefect's own timeout is
+    left to Prefect (its state is ``TimedOut``).
+    """
+
+    @functools.wraps(body)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return body(*args, **kwargs)
+        except FlowRunTimeoutError:
+            raise
+        except Exception as error:
+            reason = failure_reason(error)
+            run_logger().error("%s", reason, exc_info=error)
+            return cast(R, Failed(message=reason, data=error))
+
+    # Prefect validates parameters against the signature, resolving string annotations in the
+    # wrapper's module: give it the body's signature with its annotations already resolved.
+    run.__signature__ = inspect.signature(body, eval_str=True)  # type: ignore[attr-defined]
+    return run
 
 
 def source_flow(source: DeclaredSource[Any], module: str) -> Flow[..., RunResult]:
@@ -45,7 +91,7 @@ def source_flow(source: DeclaredSource[Any], module: str) -> Flow[..., RunResult
         flow_run_name=source.run_name,
         description=source.summary,
         timeout_seconds=FLOW_TIMEOUT_S,
-    )(body)
+    )(fails_with_reason(body))
 
 
 def run_source(source: DeclaredSource[Any], raw: dict[str, Any]) -> RunResult:

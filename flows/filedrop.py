@@ -20,6 +20,7 @@ import pandera.errors as pandera_errors
 import polars as pl
 from prefect import flow
 
+from flows.factory import fails_with_reason
 from headwater.api_batch import FetchResult
 from headwater.batch import BatchRequest
 from headwater.cli import run_flow_cli
@@ -48,6 +49,7 @@ from tasks.fetch import run_api_batch
 
 
 @flow(name="ingest-file-drop", flow_run_name="file drop {source}", timeout_seconds=FLOW_TIMEOUT_S)
+@fails_with_reason
 def ingest_file_drop(source: str, file: str | None = None, config_path: str | None = None) -> RunResult:
     """Ingest one file (``file``) or every file of a declared file source, each as its own partition.
 

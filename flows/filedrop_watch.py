@@ -19,6 +19,7 @@ from prefect import flow
 from prefect.client.schemas.objects import State
 
 from blocks.ledger import open_ledger
+from flows.factory import fails_with_reason
 from headwater import events
 from headwater.catchup import LATEST, apply_catch_up, superseded_state
 from headwater.cli import local_runs, report_error
@@ -68,6 +69,7 @@ def scan_source(source: FileSource, settle_s: float) -> list[Arrival]:
 
 
 @flow(name="watch-file-drops", flow_run_name="watch file drops", timeout_seconds=FLOW_TIMEOUT_S)
+@fails_with_reason
 def watch_file_drops(
     sources: list[str] | None = None,
     config_path: str | None = None,

@@ -17,6 +17,7 @@ from prefect import flow
 
 from blocks.ledger import open_ledger
 from blocks.warehouse import ClickHouseWarehouse
+from flows.factory import fails_with_reason
 from headwater.batch import run_tag
 from headwater.cli import local_runs, report_error
 from headwater.loading import qualified, run_tables_older_than
@@ -107,11 +108,18 @@ def drop_expired_partitions(today: datetime) -> list[str]:
     return dropped
 
 
+def retention_run_name() -> str:
+    """A retention run's name in the UI: ``retention <today, UTC>``."""
+    return f"retention {datetime.now(UTC):%Y-%m-%d}"
+
+
 @flow(
     name="retention",
+    flow_run_name=retention_run_name,
     description="Delete old ledger runs, orphaned temp dirs and expired partitions.",
     timeout_seconds=FLOW_TIMEOUT_S,
 )
+@fails_with_reason
 def apply_retention(ledger_days: int | None = None, temp_max_age_hours: float | None = None) -> RetentionReport:
     """Remove what is past its retention.
 

@@ -10,9 +10,11 @@ import sys
 from datetime import date
 
 from prefect import flow
+from prefect.runtime import flow_run
 
 from blocks.ledger import open_ledger
 from blocks.warehouse import ClickHouseWarehouse
+from flows.factory import fails_with_reason
 from flows.sot import ingest_sot
 from headwater.batch import declared_run
 from headwater.cli import local_runs, report_error
@@ -49,12 +51,19 @@ def networks_not_loaded(networks: list[str], processing_date: date) -> list[str]
     return [n for n in networks if n not in loaded or n in damaged]
 
 
+def sweep_run_name() -> str:
+    """A sweep's name in the UI: ``sot retry sweep <day>``, the default day when none is given."""
+    day = flow_run.parameters.get("processing_date") or default_processing_date()
+    return f"sot retry sweep {day}"
+
+
 @flow(
     name="sot-retry-sweep",
-    flow_run_name="sot retry sweep {processing_date}",
+    flow_run_name=sweep_run_name,
     description="Re-run the SOT flow for every network whose export of the day is not loaded.",
     timeout_seconds=FLOW_TIMEOUT_S,
 )
+@fails_with_reason
 def sot_retry_sweep(
     processing_date: date | None = None,
     networks: list[str] | None = None,
@@ -87,7 +96,7 @@ def sot_retry_sweep(
             statuses[network] = "failed"
             errors.append(str(error))
     if errors:
-        raise RuntimeError("; ".join(errors))
+        raise HeadwaterError(f"sot retry sweep {day}", f"{len(errors)} of {len(pending)} failed: {'; '.join(errors)}")
     return statuses
 
 

@@ -74,7 +74,7 @@ def run_batch(request: BatchRequest, fetch_manifest: FetchManifest, fetch_files:
         )
     with lease(request.run_id, lambda: get_ledger().heartbeat(request.run_id), get_settings().run_lease_s / 4):
         record_start(request, _flow_run_id())
-        record = _run_stages(request, fetch_manifest, fetch_files)
+        record = _run_stages(request, fetch_manifest, fetch_files, started)
     return BatchOutcome(
         instance=request.instance,
         partition_key=request.partition_key,
@@ -87,8 +87,14 @@ def run_batch(request: BatchRequest, fetch_manifest: FetchManifest, fetch_files:
     )
 
 
-def _run_stages(request: BatchRequest, fetch_manifest: FetchManifest, fetch_files: FetchFiles) -> RunRecord:
-    """Download, verify, compare, validate, load; then always clean up and record the outcome."""
+def _run_stages(
+    request: BatchRequest, fetch_manifest: FetchManifest, fetch_files: FetchFiles, started: float
+) -> RunRecord:
+    """Download, verify, compare, validate, load; then always clean up and record the outcome.
+
+    ``started`` is the run's ``time.monotonic()`` at its start: the outcome's duration
+    (artifact, slow-run event) counts from there.
+    """
     logger = run_logger()
     workdir = make_workdir(request)
     warehouse: ClickHouseWarehouse | None = None
@@ -141,5 +147,5 @@ def _run_stages(request: BatchRequest, fetch_manifest: FetchManifest, fetch_file
         try:
             cleanup_run(request, workdir, warehouse)
         finally:
-            record_outcome(request, record)
+            record_outcome(request, record, time.monotonic() - started)
     return record

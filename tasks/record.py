@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact
 from tenacity import Retrying, stop_after_attempt, wait_exponential_jitter
 
 from blocks.ledger import open_ledger
@@ -14,7 +14,7 @@ from blocks.warehouse import ClickHouseWarehouse
 from headwater import events
 from headwater.batch import BatchRequest
 from headwater.health import Gate, check_circuit, record_attempt
-from headwater.ledger import PARTIAL, SUCCESSES, RunRecord
+from headwater.ledger import PARTIAL, SUCCESSES, UNCHANGED, RunRecord
 from headwater.logs import run_logger
 from headwater.reconcile import loaded_version_problems, owner_id
 from headwater.settings import get_settings
@@ -98,8 +98,8 @@ def warehouse_disagrees(request: BatchRequest, version: Mapping[str, Any]) -> li
         return loaded_version_problems(client, request.source, request.database, request.partition, version)
 
 
-def record_outcome(request: BatchRequest, record: RunRecord) -> None:
-    """Write the run's outcome to the ledger, update the circuit, leave a table artifact of it."""
+def record_outcome(request: BatchRequest, record: RunRecord, duration_s: float) -> None:
+    """Write the run's outcome to the ledger, update the circuit, emit its events, leave its summary artifact."""
     with open_ledger() as ledger:
         for attempt in ledger_write_retrying():
             with attempt:
@@ -109,6 +109,7 @@ def record_outcome(request: BatchRequest, record: RunRecord) -> None:
             # incremental cursors and the like advance only once the batch is loaded
             for key, value in (record.notes.get("state") or {}).items():
                 ledger.set_state(request.instance, key, str(value))
+    settings = get_settings()
     if record.status == PARTIAL:
         events.emit(
             events.RUN_PARTIAL,
@@ -117,22 +118,83 @@ def record_outcome(request: BatchRequest, record: RunRecord) -> None:
             failures=(record.notes or {}).get("failures"),
             batch_id=record.batch_id,
         )
-    if record.quality_score is not None and record.quality_score < get_settings().quality_alert_threshold:
+    if record.quality_score is not None and record.quality_score < settings.quality_alert_threshold:
         events.emit(
             events.QUALITY_LOW,
             request.instance,
             request.source.name,
             quality_score=record.quality_score,
-            threshold=get_settings().quality_alert_threshold,
+            threshold=settings.quality_alert_threshold,
             batch_id=record.batch_id,
         )
-    rows = [
-        {"table": table, "rows": count, "status": record.status, "batch_id": record.batch_id or ""}
-        for table, count in sorted(record.rows_by_table.items())
-    ] or [{"table": "-", "rows": 0, "status": record.status, "batch_id": record.batch_id or ""}]
-    create_table_artifact(
-        key=f"{request.instance}-last-batch".lower().replace("_", "-"),
-        table=rows,
-        description=f"{request.label}: {record.status}"
-        + (f" ({record.error_kind}: {record.error})" if record.error else ""),
+    if duration_s > settings.slow_run_s:
+        run_logger().warning("%s took %.1f s (slow above %.0f s)", request.label, duration_s, settings.slow_run_s)
+        events.emit(
+            events.RUN_SLOW,
+            request.instance,
+            request.source.name,
+            label=request.label,
+            status=record.status,
+            duration_s=round(duration_s, 1),
+            threshold_s=settings.slow_run_s,
+        )
+    create_markdown_artifact(
+        key=artifact_key(request.instance),
+        markdown=batch_summary(request, record, duration_s),
+        description=summary_line(request, record),
     )
+
+
+def summary_line(request: BatchRequest, record: RunRecord) -> str:
+    """The artifact's one line (its card in the UI): the reason of a failure, else status and rows."""
+    if record.error:
+        return f"{record.status}: {record.error}"
+    return f"{request.label}: {record.status}, {sum(record.rows_by_table.values()):,} rows"
+
+
+def artifact_key(instance: str) -> str:
+    """The key of an instance's batch summaries (the Artifacts page shows the latest per key)."""
+    return f"{instance}-last-batch".lower().replace("_", "-")
+
+
+def batch_summary(request: BatchRequest, record: RunRecord, duration_s: float) -> str:
+    """A run's outcome as markdown: status, reason, rows, bytes, duration, batch, provider, rows per table."""
+    total = sum(record.rows_by_table.values())
+    facts = [
+        ("status", record.status + (f" ({record.error_kind})" if record.error_kind else "")),
+        ("partition", request.partition_key),
+        ("rows loaded", f"{total:,}"),
+        ("bytes", f"{record.bytes or 0:,}"),
+        ("duration", f"{duration_s:.1f} s"),
+        ("batch", record.batch_id or "-"),
+    ]
+    if provider := provider_summary(record.notes):
+        facts.append(("provider", provider))
+    lines = [f"### {_cell(request.label)}: {record.status}", ""]
+    if record.error:
+        lines += [f"**Reason:** {_cell(record.error)}", ""]
+    lines += ["| | |", "|---|---|", *(f"| {name} | {_cell(value)} |" for name, value in facts), ""]
+    if record.rows_by_table:
+        lines += ["| table | rows |", "|---|---:|"]
+        lines += [f"| {_cell(table)} | {count:,} |" for table, count in sorted(record.rows_by_table.items())]
+    else:
+        lines.append(
+            "Nothing loaded: unchanged since the loaded version."
+            if record.status == UNCHANGED
+            else "No table was loaded."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def provider_summary(notes: Mapping[str, Any] | None) -> str | None:
+    """For a provider chain (fx, coffee): the provider that answered, and those that failed before it."""
+    chain = (notes or {}).get("providers")
+    if not isinstance(chain, Mapping) or not chain.get("winner"):
+        return None
+    failed = [f"{f.get('provider')}: {f.get('error')}" for f in chain.get("failures") or [] if isinstance(f, Mapping)]
+    return str(chain["winner"]) + (f" (failed first: {'; '.join(failed)})" if failed else "")
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a markdown table cell or heading: one line, no column separator."""
+    return " ".join(str(text).split()).replace("|", "\\|")

@@ -33,9 +33,11 @@ ALERT_NAMES = {
     "headwater-run-partial",
     "headwater-run-crashed",
     "headwater-source-repaired",
+    "headwater-run-slow",
 }
 NAMES = ALERT_NAMES | {ZOMBIE_NAME}
 TERMINAL = {f"prefect.flow-run.{state}" for state in ("Completed", "Failed", "Cancelled", "Crashed")}
+ANY_SEVERITY = {events.SEVERITY_LABEL: ["info", "warning", "critical"]}
 OFFLINE = ("--base-url", "http://127.0.0.1:9/exports")  # nothing listens on port 9: connection refused
 SAVE_BLOCK = """
 import sys
@@ -149,6 +151,7 @@ def test_specs_cover_the_headwater_events_and_flow_run_failures() -> None:
         events.RUN_PARTIAL,
         events.RUN_CRASHED,
         events.SOURCE_REPAIRED,
+        events.RUN_SLOW,
         "prefect.flow-run.Failed",
         "prefect.flow-run.Crashed",
     }
@@ -160,6 +163,20 @@ def test_message_templates_are_valid_for_the_server() -> None:
     for spec in ALERTS:
         [action] = build(spec, [uuid4()]).actions
         assert ServerSendNotification.model_validate(action.model_dump(mode="json"))
+
+
+def test_a_minimum_severity_limits_the_event_alerts_not_the_flow_run_alert() -> None:
+    by_name = {spec.name: spec for spec in ALERTS}
+
+    slow = build(by_name["headwater-run-slow"], [uuid4()], "critical")
+    failed = build(by_name["headwater-flow-run-failed"], [uuid4()], "critical")
+
+    assert slow.trigger.match.model_dump() == {  # type: ignore[union-attr]
+        "prefect.resource.id": "headwater.source.*",
+        events.SEVERITY_LABEL: ["critical"],
+    }
+    assert failed.trigger.match.model_dump() == {"prefect.resource.id": "prefect.flow-run.*"}  # type: ignore[union-attr]
+    assert "CRITICAL" in by_name["headwater-flow-run-failed"].subject
 
 
 def test_every_deployment_heartbeats_as_often_as_the_watchdog_expects() -> None:
@@ -189,13 +206,16 @@ def test_apply_creates_the_automations_once(alert_server: AlertServer, first_app
     assert (failed["trigger"]["posture"], failed["trigger"]["threshold"]) == ("Reactive", 1)
     circuit = found["headwater-circuit-opened"]
     assert circuit["trigger"]["expect"] == [events.CIRCUIT_OPENED]
-    assert circuit["trigger"]["match"] == {"prefect.resource.id": "headwater.source.*"}
+    assert circuit["trigger"]["match"] == {"prefect.resource.id": "headwater.source.*", **ANY_SEVERITY}
     for name in ALERT_NAMES:
         [action] = found[name]["actions"]
         assert action["type"] == "send-notification"
         assert action["block_document_id"] == block["id"]
     assert found["headwater-run-partial"]["trigger"]["expect"] == [events.RUN_PARTIAL]
-    assert found["headwater-run-partial"]["trigger"]["match"] == {"prefect.resource.id": "headwater.source.*"}
+    assert found["headwater-run-partial"]["trigger"]["match"] == {
+        "prefect.resource.id": "headwater.source.*",
+        **ANY_SEVERITY,
+    }
     [crash] = found[ZOMBIE_NAME]["actions"]
     assert crash["type"] == "change-flow-run-state"
 
@@ -243,9 +263,12 @@ def test_a_failed_flow_run_sends_a_notification(alert_server: AlertServer, first
 
     post = alert_server.receiver.wait_for(lambda p: "sot ethereum 2026-11-22" in p.get("subject", ""))
 
-    assert post["subject"] == "Headwater: flow run sot ethereum 2026-11-22 Failed"
+    assert post["subject"] == "Headwater CRITICAL: flow run sot ethereum 2026-11-22 Failed"
     assert "Flow run ingest-sot/sot ethereum 2026-11-22 entered Failed" in post["body"]
-    assert "Connection refused" in post["body"]
+    assert "Severity: critical" in post["body"]
+    reason = run.stderr.strip().splitlines()[-1].removeprefix("error: ")
+    assert reason.startswith("sot-ethereum 2026-11-22: http://127.0.0.1:9/exports/ethereum/2026-11-22/META.json")
+    assert f"Reason: {reason}\n" in post["body"]  # the one-line reason, as the command printed it
     assert post["block"] == "headwater-test"
 
 
@@ -261,7 +284,8 @@ def test_a_circuit_opened_event_sends_a_notification(alert_server: AlertServer, 
 
     post = alert_server.receiver.wait_for(lambda p: events.CIRCUIT_OPENED in p.get("subject", ""))
 
-    assert post["subject"] == f"Headwater: {events.CIRCUIT_OPENED} for sot-ethereum"
+    assert post["subject"] == f"Headwater CRITICAL: {events.CIRCUIT_OPENED} for sot-ethereum"
+    assert "Severity: critical" in post["body"]
     assert f"{events.CIRCUIT_OPENED} for sot-ethereum (source sot)" in post["body"]
     assert "consecutive_failures: 5" in post["body"]
     assert "Automation: headwater-circuit-opened" in post["body"]
@@ -279,9 +303,27 @@ def test_a_run_partial_event_sends_a_notification(alert_server: AlertServer, fir
 
     post = alert_server.receiver.wait_for(lambda p: events.RUN_PARTIAL in p.get("subject", ""))
 
-    assert post["subject"] == f"Headwater: {events.RUN_PARTIAL} for openaq-seed"
+    assert post["subject"] == f"Headwater WARNING: {events.RUN_PARTIAL} for openaq-seed"
     assert "location 8118" in post["body"]
     assert "Automation: headwater-run-partial" in post["body"]
+
+
+@pytest.mark.server
+def test_a_slow_run_sends_a_warning(alert_server: AlertServer, first_apply: Any) -> None:
+    assert first_apply.returncode == 0, first_apply.stderr
+    emit = (
+        "from headwater import events; "
+        "events.emit(events.RUN_SLOW, 'worldbank-agriculture', 'worldbank', duration_s=75.2, threshold_s=60.0)"
+    )
+    emitted = run_cli([sys.executable, "-c", emit], alert_server.env())
+    assert emitted.returncode == 0, emitted.stderr
+
+    post = alert_server.receiver.wait_for(lambda p: events.RUN_SLOW in p.get("subject", ""))
+
+    assert post["subject"] == f"Headwater WARNING: {events.RUN_SLOW} for worldbank-agriculture"
+    assert "Severity: warning" in post["body"]
+    assert "duration_s: 75.2" in post["body"]
+    assert "Automation: headwater-run-slow" in post["body"]
 
 
 @pytest.mark.server
@@ -438,7 +480,7 @@ def test_a_flow_run_whose_heartbeat_stops_is_marked_crashed(alert_server: AlertS
         assert api.state(alive)["type"] == "RUNNING"
         assert api.state(by_hand)["type"] == "RUNNING"
         post = alert_server.receiver.wait_for(
-            lambda p: p.get("subject") == f"Headwater: flow run {silent['name']} Crashed"
+            lambda p: p.get("subject") == f"Headwater CRITICAL: flow run {silent['name']} Crashed"
         )
         assert "heartbeat stopped" in post["body"]
     finally:
