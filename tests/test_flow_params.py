@@ -166,14 +166,14 @@ def _outcome(status: str, error: str | None = None) -> BatchOutcome:
 
 def test_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_flow_cli(lambda: _outcome(LOADED)) == 0
-    assert capsys.readouterr().out.strip() == "openaq-seed seed: loaded {'measurements': 5}"
+    assert capsys.readouterr().out.strip() == "openaq-seed: loaded 5 rows (1 table)"
 
     assert run_flow_cli(lambda: _outcome(PARTIAL, "location 2178: HTTP 500")) == 1
     captured = capsys.readouterr()
-    assert captured.out.strip() == "openaq-seed seed: partial {'measurements': 5}"
+    assert captured.out.strip() == "openaq-seed: partial 5 rows (1 table)"
     assert captured.err.strip() == "error: location 2178: HTTP 500"
     assert run_flow_cli(lambda: _outcome(PARTIAL)) == 1  # partial is a failure even without a reason
-    assert _one_error_line(capsys) == "error: openaq-seed seed: partial {'measurements': 5}"
+    assert _one_error_line(capsys) == "error: openaq-seed: partial 5 rows (1 table)"
 
     def configuration() -> BatchOutcome:
         raise ConfigurationError("openaq", "expected something,\nfound another")
