@@ -26,7 +26,7 @@ from headwater.catalog.config import Ingestor, load_ingestion
 from headwater.catalog.items import Registry
 from headwater.catalog.vectors import Hit, load_embedder
 from headwater.catalog.vectors import search as catalog_search
-from headwater.cli import local_runs, report_error
+from headwater.cli import local_runs, parse_command_line, report_error
 from headwater.errors import ConfigurationError
 from headwater.ledger import SUCCESSES
 from headwater.outcome import RunResult, status_of
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     find.add_argument("--query", required=True, help="what to look for, in any language")
     find.add_argument("--k", type=int, default=10, help="how many results (default 10)")
     find.add_argument("--ingestor", default=None, help="only this ingestor's products")
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     if args.command == "search":
         try:
             hits = search(args.query, args.k, args.ingestor)

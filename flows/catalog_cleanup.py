@@ -28,7 +28,7 @@ from flows.catalog import catalog_request, ingest_catalog
 from flows.factory import fails_with_reason
 from headwater.api_batch import FetchResult
 from headwater.catalog.config import load_ingestion
-from headwater.cli import local_runs, report_error
+from headwater.cli import local_runs, parse_command_line, report_error
 from headwater.errors import HeadwaterError
 from headwater.ledger import SUCCESSES
 from headwater.logs import run_logger
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m flows.catalog_cleanup", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None, help="path of ingestion.yaml")
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     try:
         with local_runs():
             report = clean_catalog(args.config)

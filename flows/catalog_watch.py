@@ -21,7 +21,7 @@ from flows.factory import fails_with_reason
 from headwater import events
 from headwater.catalog.config import load_ingestion
 from headwater.catalog.probe import PREFIX, probe_local, probe_remote
-from headwater.cli import local_runs, report_error
+from headwater.cli import local_runs, parse_command_line, report_error
 from headwater.logs import run_logger
 from headwater.params import FLOW_TIMEOUT_S
 from headwater.settings import get_settings
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m flows.catalog_watch", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None, help="path of ingestion.yaml")
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     try:
         with local_runs():
             verdicts = watch_catalog_feeds(args.config)

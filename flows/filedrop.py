@@ -23,7 +23,7 @@ from prefect import flow
 from flows.factory import fails_with_reason
 from headwater.api_batch import FetchResult
 from headwater.batch import BatchRequest
-from headwater.cli import run_flow_cli
+from headwater.cli import parse_command_line, run_flow_cli
 from headwater.errors import ConfigurationError, HeadwaterError, SchemaViolation
 from headwater.filedrop import (
     FILE_COLUMN,
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", required=True, help="name of a file source declared in sources.yaml")
     parser.add_argument("--file", default=None, help="one file to ingest (absolute, or relative to the folder)")
     parser.add_argument("--config", default=None, help="the sources file (default: sources.yaml at the repo root)")
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     return run_flow_cli(lambda: ingest_file_drop(args.source, args.file, args.config))
 
 

@@ -22,7 +22,7 @@ from blocks.ledger import open_ledger
 from flows.factory import fails_with_reason
 from headwater import events
 from headwater.catchup import LATEST, apply_catch_up, superseded_state
-from headwater.cli import local_runs, report_error
+from headwater.cli import local_runs, parse_command_line, report_error
 from headwater.errors import ConfigurationError
 from headwater.filedrop import STATE_KEY, Arrival, FileSource, dump_seen, load_config, parse_seen, scan_folder
 from headwater.logs import run_logger
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-s", type=float, default=DEFAULT_POLL_S, help="seconds between scans")
     parser.add_argument("--run-for-s", type=float, default=0.0, help="keep scanning this long (default: scan once)")
     parser.add_argument("--settle-s", type=float, default=DEFAULT_SETTLE_S, help="leave files younger than this")
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     try:
         with local_runs():
             arrivals = watch_file_drops(args.source, args.config, args.poll_s, args.run_for_s, args.settle_s)

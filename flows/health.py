@@ -27,7 +27,9 @@ from rich.table import Table
 
 from blocks.ledger import open_ledger
 from blocks.warehouse import ClickHouseWarehouse
+from flows.factory import fails_with_reason
 from headwater import events
+from headwater.cli import parse_command_line
 from headwater.errors import ConfigurationError
 from headwater.health import (
     FRESH,
@@ -99,11 +101,18 @@ def serve_health(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, token_block
     health_server(app, host, port).run()
 
 
+def health_run_name() -> str:
+    """A health run's name in the UI: ``source health <now, UTC, to the minute>``."""
+    return f"source health {datetime.now(UTC):%Y-%m-%d %H:%M}"
+
+
 @flow(
     name="source-health",
+    flow_run_name=health_run_name,
     description="Check every source's freshness and data age; write the health artifact.",
     timeout_seconds=FLOW_TIMEOUT_S,
 )
+@fails_with_reason
 def report_health() -> dict[str, object]:
     """Compute the health report, publish it as a markdown artifact, and emit stale/recovered events.
 
@@ -145,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME",
         help="serve: Secret block holding the bearer token (default HEADWATER_HEALTH_TOKEN_BLOCK; none: open)",
     )
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     if args.command == "serve":
         try:
             serve_health(args.host, args.port, args.token_block)

@@ -19,7 +19,7 @@ from blocks.ledger import open_ledger
 from blocks.warehouse import ClickHouseWarehouse
 from flows.factory import fails_with_reason
 from headwater.batch import run_tag
-from headwater.cli import local_runs, report_error
+from headwater.cli import local_runs, parse_command_line, report_error
 from headwater.loading import qualified, run_tables_older_than
 from headwater.logs import run_logger
 from headwater.params import FLOW_TIMEOUT_S, check_non_negative, check_positive
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--temp-max-age-hours", type=float, default=None, help="remove temp dirs untouched this long (default 24)"
     )
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     try:
         with local_runs():
             report = apply_retention(args.ledger_days, args.temp_max_age_hours)

@@ -17,7 +17,7 @@ from blocks.warehouse import ClickHouseWarehouse
 from flows.factory import fails_with_reason
 from flows.sot import ingest_sot
 from headwater.batch import declared_run
-from headwater.cli import local_runs, report_error
+from headwater.cli import local_runs, parse_command_line, report_error
 from headwater.errors import HeadwaterError
 from headwater.logs import run_logger
 from headwater.outcome import status_of
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.sot_sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--date", default=None, help="processing date (YYYY-MM-DD), default today UTC")
     parser.add_argument("--base-url", default=None)
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     try:
         day = parse_date("sot", "--date", args.date) if args.date else None
         with local_runs():

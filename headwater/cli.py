@@ -214,11 +214,12 @@ def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """Parse ``argv`` with ``--verbose`` added; a given ``--verbose`` is requested for the whole process."""
+    """Parse ``argv`` with ``--verbose`` added; without it, Prefect's console lines stay off (:func:`quiet_console`)."""
     add_verbose_flag(parser)
     args = parser.parse_args(argv)
     if args.verbose:
         request_verbose()
+    quiet_console()
     return args
 
 

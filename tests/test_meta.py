@@ -58,15 +58,11 @@ def test_every_flow_has_a_docstring_and_a_deployment() -> None:
         assert entrypoint in entrypoints, f"{entrypoint} has no deployment in prefect.yaml"
 
 
-NAMED_BY_ITS_OWNER = {"flows/health.py:report_health"}
-"""Flows whose run name their owner is adding (issue 13); drop an entry once it has one."""
-
-
 def test_every_flow_has_a_run_name_template() -> None:
     """No run is named at random ("amazing-capuchin"): every flow names its runs, from its parameters."""
     flows = _flows_in_repo()
     assert len(flows) >= 10
-    unnamed = sorted(e for e, f in flows.items() if not f.flow_run_name and e not in NAMED_BY_ITS_OWNER)
+    unnamed = sorted(e for e, f in flows.items() if not f.flow_run_name)
     assert unnamed == [], f"flows without a flow_run_name: {unnamed}"
     for entrypoint, flow in flows.items():
         if isinstance(flow.flow_run_name, str):
