@@ -77,14 +77,17 @@ def api_request(api_url: str, method: str, path: str, body: Any = None) -> Any:
 
 
 @contextmanager
-def prefect_server(home: Path, timeout_s: float = 90) -> Iterator[str]:
-    """Start a Prefect server; yield its API URL; stop it (and its children) afterwards."""
+def prefect_server(home: Path, timeout_s: float = 90, *, ui: bool = False) -> Iterator[str]:
+    """Start a Prefect server (with its UI when ``ui``); yield its API URL; stop it (and its children) afterwards."""
     port = free_port()
+    env = server_env(home)
+    if ui:
+        env.update(PREFECT_UI_ENABLED="true", PREFECT_UI_API_URL=f"http://127.0.0.1:{port}/api")  # the UI asks this URL
     log = (home / "prefect-server.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         cwd=REPO,
-        env=server_env(home),
+        env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

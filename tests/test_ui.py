@@ -25,7 +25,7 @@ import pytest
 from websockets.sync.client import connect
 from websockets.sync.connection import Connection
 
-from tests.prefect_server import REPO, api_request, free_port, run_cli, server_env, stop_group
+from tests.prefect_server import api_request, prefect_server, run_cli, server_env, stop_group
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = (
@@ -52,41 +52,6 @@ def chromium() -> Path:
             pytest.fail("CI must provide chromium (apt-get install chromium)")
         pytest.skip("chromium not installed (apt-get install chromium)")
     return CHROMIUM
-
-
-@contextmanager
-def ui_server(home: Path, timeout_s: float = 90) -> Iterator[str]:
-    """A Prefect server with its UI on 127.0.0.1; yields its root URL (the API is under ``/api``)."""
-    port = free_port()
-    root = f"http://127.0.0.1:{port}"
-    env = server_env(home)
-    env.update(PREFECT_UI_ENABLED="true", PREFECT_UI_API_URL=f"{root}/api")  # the UI asks this URL
-    log = (home / "prefect-server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + timeout_s
-        while not _healthy(root):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"prefect server not up: {(home / 'prefect-server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield root
-    finally:
-        stop_group(process)
-        log.close()
-
-
-def _healthy(root: str) -> bool:
-    try:
-        return httpx.get(f"{root}/api/health", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 class Page:
@@ -160,7 +125,8 @@ def browser_page(chromium: Path, url: str) -> Iterator[Page]:
 
 
 def test_the_flow_run_page_shows_the_reason_and_the_summary(chromium: Path, tmp_path: Path) -> None:
-    with ui_server(tmp_path) as root:
+    with prefect_server(tmp_path, ui=True) as api_url:
+        root = api_url.removesuffix("/api")
         env = server_env(tmp_path, f"{root}/api")
         env = {k: v for k, v in env.items() if not k.startswith("HEADWATER_")}
         env.update(HEADWATER_HOME=str(tmp_path / "home"), HEADWATER_HTTP_ATTEMPTS="1")
