@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from headwater.sources.catalog import (
     CATALOG_REGISTRY,
     CATALOG_VECTORS,
     FeedRules,
+    StoredChunk,
     StoredProducts,
     catalog_database,
     feed_batch,
@@ -108,14 +110,22 @@ def ingest_catalog(ingestor: str, config: str | None = None) -> dict[str, RunRes
         location = entry.location(entry.feed_path, path.parent)
         request = catalog_request(CATALOG_FEED, entry.name, "feed", location)
         warehouse = ClickHouseWarehouse.from_settings()
-        with warehouse.session() as client:
-            deleted_at = stored_products(client, database, entry.name)
+
+        def scan_products() -> Iterator[StoredChunk]:
+            after = ""
+            while True:
+                with warehouse.session() as client:
+                    chunk = stored_products(client, database, entry.name, after)
+                if not chunk:
+                    return
+                yield chunk
+                after = chunk[-1][0]
 
         def read_products(skus: list[str]) -> list[dict[str, Any]]:
             with warehouse.session() as client:
                 return product_rows(client, database, entry.name, skus)
 
-        stored = StoredProducts(deleted_at, read_products)
+        stored = StoredProducts(scan_products, read_products)
         results["feed"] = run_api_batch(
             request,
             lambda: feed_batch(request.label, entry.name, location, registry, rules, stored, cached_shard_parser),

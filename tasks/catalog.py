@@ -3,17 +3,27 @@
 A shard whose bytes, registry brands and parser code are those of an earlier run is
 not parsed again: Prefect returns the rows it kept (state ``Cached``). The feed stage
 still rebuilds its whole partition from them, so the publish stays one atomic swap.
+
+Each shard's task runs in a transaction of its own, not as a child of the fetch
+task's: a child transaction stays in its parent's list, with its result and its
+engine (the shard's bytes among the parameters), until the parent ends, so the feed
+stage would hold every shard of the feed. On its own, a shard's result is written to
+the cache when its task ends, and nothing of it stays in memory once the feed has
+spooled its rows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 from prefect import task
 from prefect.context import TaskRunContext
+from prefect.transactions import BaseTransaction
 
 from headwater.catalog import items, jsonld
 from headwater.catalog.items import Feed, Registry
@@ -44,7 +54,18 @@ def parse_shard_once(shard: Shard, registry: Registry) -> Feed:
     return parse_shard(shard, registry)
 
 
+@contextmanager
+def own_transaction() -> Iterator[None]:
+    """Tasks called in the block get top-level transactions (see the module), then the enclosing one is back."""
+    token = BaseTransaction.__var__.set(None)  # type: ignore[arg-type]  # None: no active transaction
+    try:
+        yield
+    finally:
+        BaseTransaction.__var__.reset(token)
+
+
 def cached_shard_parser(shard: Shard, registry: Registry) -> tuple[Feed, bool]:
     """The feed stage's parser: the shard's rows, and whether they were parsed in this run."""
-    state = parse_shard_once(shard, registry, return_state=True)
+    with own_transaction():
+        state = parse_shard_once(shard, registry, return_state=True)
     return state.result(), state.name != "Cached"

@@ -103,21 +103,31 @@ class Stored:
     text_hash: str
     model: str
     embedded_at: datetime
-    embedding: list[float]
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class Vectors:
+    """One chunk's vector rows, column by column: the embeddings are one (n, dimensions) float32 array."""
+
+    skus: list[str]
+    text_hashes: list[str]
+    embedded_at: list[datetime]
+    embeddings: np.ndarray
 
 
 def vector_rows(
     products: Sequence[Mapping[str, Any]],
     stored: Mapping[str, Stored],
     embedder: Embedder,
-    ingestor: str,
     now: datetime,
-    recent: Mapping[str, Any] | None = None,
-) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
-    """One vector row per product, the texts embedded, and this chunk's vectors by text.
+    recent: Mapping[str, np.ndarray] | None = None,
+) -> tuple[Vectors, int, dict[str, np.ndarray]]:
+    """One vector per product, the texts embedded, and this chunk's vectors by text.
 
     A stored vector is reused when its text hash and model are unchanged; a text is
-    embedded once (``recent`` holds the previous chunk's vectors by text).
+    embedded once (``recent`` holds the previous chunk's vectors by text). The texts to
+    embed go to the embedder in one call, and the vectors stay numpy arrays.
     """
     texts = {p["sku"]: product_text(p) for p in products}
     hashes = {sku: text_hash(t) for sku, t in texts.items()}
@@ -129,21 +139,15 @@ def vector_rows(
     known = dict(recent or {})
     pending = list(dict.fromkeys(texts[sku] for sku in texts if sku not in reuse and texts[sku] not in known))
     if pending:
-        known.update(zip(pending, embedder.passages(pending), strict=True))
-    rows = []
-    for sku, text in texts.items():
+        known.update(zip(pending, np.asarray(embedder.passages(pending), dtype=np.float32), strict=True))
+    dimensions = embedder.dimensions
+    embeddings = np.empty((len(texts), dimensions), dtype=np.float32)
+    embedded_at = []
+    for position, (sku, text) in enumerate(texts.items()):
         kept = reuse.get(sku)
-        rows.append(
-            {
-                "ingestor": ingestor,
-                "stage": "vectors",
-                "sku": sku,
-                "text_hash": hashes[sku],
-                "model": embedder.model,
-                "embedded_at": kept.embedded_at if kept else now,
-                "embedding": kept.embedding if kept else [float(x) for x in known[text]],
-            }
-        )
+        embeddings[position] = kept.embedding if kept else known[text]
+        embedded_at.append(kept.embedded_at if kept else now)
+    rows = Vectors(list(texts), list(hashes.values()), embedded_at, embeddings)
     chunk = {text: known[text] for text in texts.values() if text in known}
     return rows, len(pending), chunk
 
@@ -157,7 +161,9 @@ def stored_vectors(client: Client, database: str, ingestor: str, skus: Sequence[
         "WHERE ingestor = {i:String} AND sku IN {skus:Array(String)}",
         parameters={"i": ingestor, "skus": list(skus)},
     )
-    return {str(r[0]): Stored(str(r[1]), str(r[2]), r[3], list(r[4])) for r in result.result_rows}
+    return {
+        str(r[0]): Stored(str(r[1]), str(r[2]), r[3], np.asarray(r[4], dtype=np.float32)) for r in result.result_rows
+    }
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +33,7 @@ from headwater.api_batch import FetchResult, open_spools
 from headwater.bodies import json_document
 from headwater.catalog.items import Feed, FeedTally, Registry, parse_feed, parse_registry
 from headwater.catalog.jsonld import first, nodes, text, walk
-from headwater.catalog.vectors import VECTOR_INDEX, Embedder, stored_vectors, vector_rows
+from headwater.catalog.vectors import VECTOR_INDEX, Embedder, Vectors, stored_vectors, vector_rows
 from headwater.errors import FetchError, NotFoundError, QualityError
 from headwater.http import get
 from headwater.loading import qualified
@@ -283,11 +283,15 @@ class FeedRules:
     now: datetime
 
 
+StoredChunk = list[tuple[str, datetime | None]]
+"""Stored products, by sku: when each was deleted (None: live)."""
+
+
 @dataclass(frozen=True)
 class StoredProducts:
-    """The ingestor's products in the warehouse: when each was deleted (None: live), and a reader of their rows."""
+    """The ingestor's products in the warehouse: a scan of them chunk by chunk, and a reader of their rows."""
 
-    deleted_at: dict[str, datetime | None]
+    scan: Callable[[], Iterable[StoredChunk]]
     read: Callable[[list[str]], list[dict[str, Any]]]
 
 
@@ -310,7 +314,8 @@ def feed_batch(
     earlier shard has is refused) and spooled to Parquet, so memory holds one shard at a
     time. A feed is complete: a ``stored`` product it no longer lists is kept with
     ``deleted_at`` set (soft-deleted, no offers, no vector) until it is older than
-    ``rules.keep_deleted``, then dropped. QualityError when the share of accepted items
+    ``rules.keep_deleted``, then dropped; the stored products are scanned chunk by chunk
+    against the feed's skus, so only the missing ones are held. QualityError when the share of accepted items
     is under ``rules.threshold``; nothing is published then.
     """
     shards, documents = feed_documents(label, ingestor, location)
@@ -335,7 +340,7 @@ def feed_batch(
                 f"{tally.rejected} of {tally.items} items refused (quality {tally.quality_score:.2f}, "
                 f"threshold {rules.threshold:.2f}), e.g. {reasons}",
             )
-        kept, expired = soft_deleted(tally.skus, stored.deleted_at, rules) if stored else ({}, 0)
+        kept, expired = soft_deleted(tally.skus, stored.scan(), rules) if stored else ({}, 0)
         missing = sorted(kept)
         for start in range(0, len(missing), READ_CHUNK):
             again = stored.read(missing[start : start + READ_CHUNK]) if stored else []
@@ -360,12 +365,10 @@ READ_CHUNK = 2000
 """Rows read back from the warehouse at a time (kept soft-deleted products, products to embed)."""
 
 
-def soft_deleted(
-    listed: set[str], stored: dict[str, datetime | None], rules: FeedRules
-) -> tuple[dict[str, datetime], int]:
+def soft_deleted(listed: set[str], stored: Iterable[StoredChunk], rules: FeedRules) -> tuple[dict[str, datetime], int]:
     """Stored products missing from this feed, with when they were deleted; and how many expired."""
     kept, expired = {}, 0
-    for sku, stored_at in stored.items():
+    for sku, stored_at in itertools.chain.from_iterable(stored):
         if sku in listed:
             continue
         deleted_at = stored_at or rules.now
@@ -378,15 +381,20 @@ def soft_deleted(
     return kept, expired
 
 
-def stored_products(client: Client, database: str, ingestor: str) -> dict[str, datetime | None]:
-    """When each of the ingestor's stored products was deleted (None: live); empty before the first load."""
+def stored_products(client: Client, database: str, ingestor: str, after: str = "") -> StoredChunk:
+    """Up to ``READ_CHUNK`` of the ingestor's stored products after the sku ``after``, in sku order.
+
+    With when each was deleted (None: live); empty past the last one and before the first load.
+    """
     table = qualified(database, "products")
     if not client.command(f"EXISTS TABLE {table}"):
-        return {}
+        return []
     result = client.query(
-        f"SELECT sku, deleted_at FROM {table} WHERE ingestor = {{i:String}}", parameters={"i": ingestor}
+        f"SELECT sku, deleted_at FROM {table} WHERE ingestor = {{i:String}} AND sku > {{after:String}} "
+        f"ORDER BY sku LIMIT {READ_CHUNK}",
+        parameters={"i": ingestor, "after": after},
     )
-    return {str(sku): deleted_at for sku, deleted_at in result.result_rows}
+    return [(str(sku), deleted_at) for sku, deleted_at in result.result_rows]
 
 
 def product_rows(client: Client, database: str, ingestor: str, skus: list[str]) -> list[dict[str, Any]]:
@@ -400,19 +408,32 @@ def product_rows(client: Client, database: str, ingestor: str, skus: list[str]) 
     return [dict(zip(names, row, strict=True)) for row in result.result_rows]
 
 
+TEXT_ORDER = ("name", "ifNull(description, '')", "ifNull(brand_name, '')", "ifNull(category, '')", "sku")
+"""The order the vectors stage reads products in: by their text's parts (equal texts are neighbours), then sku."""
+
+
 def live_products(client: Client, database: str, ingestor: str) -> Iterator[list[dict[str, Any]]]:
-    """The ingestor's live products in chunks, ordered by their text's parts (equal texts are neighbours)."""
+    """The ingestor's live products in chunks of ``READ_CHUNK``, in ``TEXT_ORDER``.
+
+    Each chunk starts after the last one's position (keyset paging), so a chunk costs
+    the same wherever it is in the catalog.
+    """
     names = ("sku", "name", "description", "brand_name", "category")
-    order = "name, description, brand_name, category, sku"
-    for start in itertools.count(0, READ_CHUNK):
+    order = ", ".join(TEXT_ORDER)
+    after: tuple[str, ...] | None = None
+    while True:
         result = client.query(
-            f"SELECT {', '.join(names)} FROM {qualified(database, 'products')} "
-            f"WHERE ingestor = {{i:String}} AND deleted_at IS NULL ORDER BY {order} LIMIT {READ_CHUNK} OFFSET {start}",
-            parameters={"i": ingestor},
+            f"SELECT {', '.join(names)}, {order} FROM {qualified(database, 'products')} "
+            "WHERE ingestor = {i:String} AND deleted_at IS NULL"
+            + (f" AND ({order}) > {{after:Tuple(String, String, String, String, String)}}" if after else "")
+            + f" ORDER BY {order} LIMIT {READ_CHUNK}",
+            parameters={"i": ingestor, "after": after},
         )
-        if not result.result_rows:
+        rows = result.result_rows
+        if not rows:
             return
-        yield [dict(zip(names, row, strict=True)) for row in result.result_rows]
+        after = tuple(str(v) for v in rows[-1][len(names) :])
+        yield [dict(zip(names, row[: len(names)], strict=True)) for row in rows]
 
 
 def vectors_batch(client: Client, database: str, ingestor: str, embedder: Embedder, now: datetime) -> FetchResult:
@@ -426,10 +447,28 @@ def vectors_batch(client: Client, database: str, ingestor: str, embedder: Embedd
     with open_spools(CATALOG_VECTORS, ["product_vectors"]) as spools:
         for products in live_products(client, database, ingestor):
             stored = stored_vectors(client, database, ingestor, [p["sku"] for p in products])
-            rows, count, recent = vector_rows(products, stored, embedder, ingestor, now, recent)
+            rows, count, recent = vector_rows(products, stored, embedder, now, recent)
             embedded += count
-            spools["product_vectors"].append(rows)
+            spools["product_vectors"].append(vector_frame(rows, ingestor, embedder.model))
     return FetchResult(frames=dict(spools), notes={"model": embedder.model}, stats={"embedded": embedded})
+
+
+def vector_frame(vectors: Vectors, ingestor: str, model: str) -> pl.DataFrame:
+    """A chunk's rows of ``catalog.product_vectors``, built column by column (no Python float per value)."""
+    rows = len(vectors.skus)
+    embeddings = pl.Series("embedding", vectors.embeddings).cast(pl.List(pl.Float32))
+    return pl.DataFrame(
+        {
+            "ingestor": [ingestor] * rows,
+            "stage": ["vectors"] * rows,
+            "sku": vectors.skus,
+            "text_hash": vectors.text_hashes,
+            "model": [model] * rows,
+            "embedded_at": pl.Series(vectors.embedded_at, dtype=pl.Datetime("ms", "UTC")),
+            "embedding": embeddings,
+        },
+        schema=PRODUCT_VECTORS.polars_schema,
+    )
 
 
 def stored_ingestors(client: Client, database: str) -> list[str]:
