@@ -10,8 +10,9 @@ from uuid import UUID
 
 import pytest
 from prefect import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterName
 from prefect.client.schemas.objects import Artifact, FlowRun
+from prefect.client.schemas.sorting import FlowRunSort
 
 from devtools.export_server import ExportServer
 from devtools.generate import write_export
@@ -141,8 +142,12 @@ def test_a_failed_sweep_states_which_networks_failed(home: Path, configure: Call
 
     reason = str(raised.value)
     assert reason.startswith("sot retry sweep 2026-11-22: 2 of 2 failed: sot-ethereum 2026-11-22: http://")
-    with get_client(sync_client=True) as client:
-        [sweep] = [r for r in client.read_flow_runs() if r.name == "sot retry sweep 2026-11-22"]
+    with get_client(sync_client=True) as client:  # the newest sweep of that day: other tests run sweeps too
+        [sweep] = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["sot retry sweep 2026-11-22"])),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=1,
+        )
     assert sweep.state is not None
     assert sweep.state.message == reason
 
