@@ -130,7 +130,7 @@ def stage_parquet(
             f"SELECT {columns}, {format_query_value(batch_id)}, now64(3, 'UTC') "
             f"FROM file({format_query_value(str(path.resolve()))}, Parquet)"
             + (f" {guarded_filter(guard)}" if guard else ""),
-            settings=FILE_INSERT_SETTINGS,
+            settings=file_insert_settings(spec),
         )
     elif mode == "arrow":
         _stage_arrow(client, target, spec, path, batch_id)
@@ -138,6 +138,19 @@ def stage_parquet(
         raise ValueError(f"unknown ingest mode {mode!r}")
     rows = int(client.command(f"SELECT count() FROM {target}"))  # type: ignore[arg-type]
     return StagedTable(table=spec.name, staging=staging, rows=rows, write_mode=spec.write_mode, key=spec.key)
+
+
+def file_insert_settings(spec: TableSpec) -> dict[str, Any]:
+    """The staging insert's settings: the defaults, or small blocks read by ``pread`` for wide rows."""
+    if not spec.insert_block_rows:
+        return FILE_INSERT_SETTINGS
+    rows = int(spec.insert_block_rows)
+    return {
+        **FILE_INSERT_SETTINGS,
+        "max_insert_block_size": rows,
+        "min_insert_block_size_rows": rows,
+        "storage_file_read_method": "pread",
+    }
 
 
 def _stage_arrow(client: Client, target: str, spec: TableSpec, path: Path, batch_id: str) -> None:

@@ -115,6 +115,9 @@ class TableSpec:
     partition_expr: str | None = None
     indexes: tuple[str, ...] = ()
     """Data-skipping or vector index clauses of the DDL, e.g. ``INDEX vi embedding TYPE vector_similarity(…)``."""
+    insert_block_rows: int | None = None
+    """Wide rows (vectors): rows per block of the staging insert, the file read with ``pread``, not mapped
+    (measured at 40k products: peak RSS 1068 → 1008 MiB, insert 37 → 28 s)."""
 
     @cached_property
     def schema(self) -> pa.DataFrameSchema:
