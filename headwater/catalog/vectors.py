@@ -33,8 +33,11 @@ VECTOR_INDEX = (
     "GRANULARITY 100000000"
 )
 """The HNSW index of ``product_vectors``: full-precision vectors, 64 links per node, a wide build list."""
-SEARCH_SETTINGS = {"hnsw_candidate_list_size_for_search": 512}
-"""How wide a query searches the HNSW graph (ClickHouse's default is 256); recall rises with it."""
+SEARCH_SETTINGS = {"hnsw_candidate_list_size_for_search": 1024}
+"""How wide a query searches the HNSW graph (ClickHouse's default is 256); recall rises with it.
+
+Measured at 100k random unit vectors (the hardest case: no structure), 100 queries:
+512 → recall@10 0.898, p50 22 ms; 1024 → 0.981, 34 ms; 2048 → 0.998, 43 ms."""
 
 
 class Embedder(Protocol):
