@@ -115,7 +115,7 @@ def _is_bool(annotation: Any) -> bool:
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(
     ctx: typer.Context,
-    source: Annotated[str, typer.Argument(help="A source or flow: sot, worldbank, fx, catalog, filedrop, …")],
+    source: Annotated[str, typer.Argument(help=f"A source or flow: {', '.join(runnable_flows())}.")],
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="A flow parameter as NAME=VALUE (repeatable).")
     ] = None,
