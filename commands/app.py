@@ -81,11 +81,13 @@ def runnable_flows() -> dict[str, str]:
 
 def flow_argv(module: Any, params: Sequence[str], extra: Sequence[str]) -> list[str]:
     """The module's command line for ``--param k=v`` pairs (declared sources: their own flags), then ``extra``."""
-    from headwater.cli import flag_of  # noqa: PLC0415 - keeps `headwater --help` light
+    from headwater.cli import flag_of, is_switch  # noqa: PLC0415 - keeps `headwater --help` light
+    from headwater.sources import DECLARED  # noqa: PLC0415
 
-    source = getattr(module, "SOURCE", None) or _declared_source(module)
+    name_of_module = module.__name__.rsplit(".", 1)[-1]
+    source = next((s for s in DECLARED if s.name == name_of_module), None)  # flows.<source name>
     fields = source.params.model_fields if source is not None else {}
-    argv = list(SUBCOMMAND.get(module.__name__.rsplit(".", 1)[-1], []))
+    argv = list(SUBCOMMAND.get(name_of_module, []))
     for pair in params:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
@@ -93,23 +95,12 @@ def flow_argv(module: Any, params: Sequence[str], extra: Sequence[str]) -> list[
         name = key.strip().replace("-", "_")
         info = fields.get(name)
         flag = flag_of(name, info) if info is not None else f"--{name.replace('_', '-')}"
-        if info is not None and _is_bool(info.annotation):
+        if info is not None and is_switch(info):
             if value.strip().lower() in ("1", "true", "yes", "on"):
                 argv.append(flag)
             continue
         argv += [flag, value]
     return argv + list(extra)
-
-
-def _declared_source(module: Any) -> Any:
-    from headwater.spec import DeclaredSource  # noqa: PLC0415
-
-    found = [v for v in vars(module).values() if isinstance(v, DeclaredSource)]
-    return found[0] if len(found) == 1 else None
-
-
-def _is_bool(annotation: Any) -> bool:
-    return annotation is bool or annotation == bool | None
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -219,23 +210,13 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def human_age(seconds: float) -> str:
-    """``45 s``, ``12 min``, ``5.2 h``, ``92 d``."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.0f} d"
-
-
 @app.command()
 def tables(
     database: Annotated[str | None, typer.Option(help="Only this database.")] = None,
 ) -> None:
     """Every loaded table: rows, partitions, size, its newest batch and when it was loaded."""
     from commands.inventory import table_inventory  # noqa: PLC0415
+    from headwater.health import human_duration  # noqa: PLC0415
 
     found = table_inventory(database)
     now = datetime.now(UTC)
@@ -251,7 +232,7 @@ def tables(
             human_bytes(info.bytes_on_disk),
             info.last_batch or "-",
             loaded.strftime("%Y-%m-%d %H:%M") if loaded else "-",
-            human_age((now - loaded).total_seconds()) if loaded else "-",
+            human_duration((now - loaded).total_seconds()) if loaded else "-",
         )
     console = stdout()
     console.print(table if found else "no tables loaded yet")

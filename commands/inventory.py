@@ -15,12 +15,11 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from blocks.warehouse import ClickHouseWarehouse
 from headwater.errors import ConfigurationError
-from headwater.loading import qualified
+from headwater.loading import WORK_TABLE_PREFIXES, qualified
 
 READ_ONLY = {"readonly": 2}
 """Reads only; settings may still change per query (``readonly=1`` would refuse the client's own settings)."""
 SYSTEM_DATABASES = ("system", "INFORMATION_SCHEMA", "information_schema")
-WORK_TABLE_MARKS = ("_stg_", "_bak_")
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ def table_inventory(database: str | None = None, warehouse: ClickHouseWarehouse 
         ).result_rows
         found = []
         for db, name, has_lineage in tables:
-            if (database and db != database) or any(mark in name for mark in WORK_TABLE_MARKS):
+            if (database and db != database) or name.startswith(WORK_TABLE_PREFIXES):
                 continue
             rows, partitions, size = sizes.get((db, name), (0, 0, 0))
             batch, loaded = None, None

@@ -39,6 +39,7 @@ from devtools.replays import FIXTURES, REGISTRARS, DemoRun
 from flows.catalog import ingest_catalog, search
 from flows.sot import ingest_sot
 from headwater.cli import local_runs, parse_command_line, summary_line
+from headwater.ledger import SUCCESSES
 from headwater.loading import qualified
 from headwater.outcome import BatchOutcome, status_of
 from headwater.settings import get_settings
@@ -119,7 +120,7 @@ class Steps:
             self.progress.remove_task(task)
         for outcome in result.values() if isinstance(result, dict) else [result]:
             line = summary_line(outcome) if isinstance(outcome, BatchOutcome) else f"{label}: {status_of(outcome)}"
-            ok = status_of(outcome) in ("loaded", "unchanged")
+            ok = status_of(outcome) in SUCCESSES
             self.failed = self.failed or not ok
             self.console.print(f"{'[green]✓[/]' if ok else '[red]✗[/]'} {escape(line)}", highlight=False)
         return result

@@ -58,25 +58,28 @@ CONSOLE_HANDLER_NAMES = ("PrefectConsoleHandler",)
 def quiet_console(verbose: bool | None = None) -> None:
     """Keep Prefect's console log lines off this process's terminal from now on, unless verbose.
 
-    Only the handlers that write to the terminal are raised above ``CRITICAL``; the API
-    handler still sends every run's log lines to the Prefect UI. It lasts for the
-    process, so the temporary server's notices at exit stay off the terminal too.
-    ``verbose`` defaults to ``HEADWATER_VERBOSE`` (set by every command's ``--verbose``).
+    Only the handlers that write to the terminal are raised above ``CRITICAL`` (or back
+    to every level when verbose, so a ``--verbose`` given after an earlier call still
+    counts); the API handler still sends every run's log lines to the Prefect UI. It
+    lasts for the process, so the temporary server's notices at exit stay off the
+    terminal too. ``verbose`` defaults to ``HEADWATER_VERBOSE`` (set by every command's
+    ``--verbose``).
     """
     no_server_telemetry()
-    if verbose_requested() if verbose is None else verbose:
-        return
+    verbose = verbose_requested() if verbose is None else verbose
+    level = logging.NOTSET if verbose else logging.CRITICAL + 1
     for logger in _console_loggers():
         for handler in logger.handlers:
             if type(handler).__name__ in CONSOLE_HANDLER_NAMES:
-                handler.setLevel(logging.CRITICAL + 1)
+                handler.setLevel(level)
 
 
 def _console_loggers() -> list[logging.Logger]:
     """The loggers Prefect's logging configuration gives a console handler (the root among them)."""
-    from prefect.logging.configuration import setup_logging  # noqa: PLC0415 - configure before looking
+    from prefect.logging import configuration  # noqa: PLC0415 - configure (once) before looking
 
-    setup_logging()
+    if not configuration.PROCESS_LOGGING_CONFIG:
+        configuration.setup_logging()
     names = ("prefect", "prefect.flow_runs", "prefect.task_runs", "uvicorn", "fastapi")
     return [logging.getLogger(), *(logging.getLogger(name) for name in names)]
 
@@ -192,7 +195,7 @@ def source_parser(source: DeclaredSource[Any]) -> argparse.ArgumentParser:
     add_verbose_flag(parser)
     for name, info in source.params.model_fields.items():
         flag = flag_of(name, info)
-        if _base(info.annotation) is bool:
+        if is_switch(info):
             parser.add_argument(flag, dest=name, action="store_true", help=info.description)
             continue
         default = None if info.is_required() else info.get_default(call_default_factory=True)
@@ -221,6 +224,11 @@ def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None) 
         request_verbose()
     quiet_console()
     return args
+
+
+def is_switch(info: FieldInfo) -> bool:
+    """A boolean parameter: a flag without a value on the command line."""
+    return _base(info.annotation) is bool
 
 
 def flag_of(name: str, info: FieldInfo) -> str:

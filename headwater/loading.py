@@ -69,6 +69,10 @@ def qualified(database: str, table: str) -> str:
     return f"{quote_identifier(database)}.{quote_identifier(table)}"
 
 
+WORK_TABLE_PREFIXES = ("_stg_", "_bak_")
+"""Names of a run's staging and backup tables start with these (never a published table's)."""
+
+
 def staging_table_name(table: str, tag: str) -> str:
     """Name of the staging table of ``table`` for run ``tag``."""
     return f"_stg_{table}_{tag}"

@@ -99,9 +99,16 @@ def test_run_failures_are_one_line_and_exit_codes_match_the_module(home: Path, s
     )
     assert verbose.returncode == 1
     assert "Traceback" in verbose.stderr
+    assert f"Task run 'download META.json of sot-bitcoin {DAY}'" in verbose.stderr  # Prefect's own log lines
     assert verbose.stderr.splitlines()[-1].startswith(f"error: sot-bitcoin {DAY}: META.json")
+    after = headwater(  # --verbose after the command counts as well
+        home, "run", "sot", "-p", "network=bitcoin", "-p", f"processing_date={DAY}", "--base-url", server.base_url, "-v"
+    )
+    assert after.returncode == 1
+    assert f"Task run 'download META.json of sot-bitcoin {DAY}'" in after.stderr
+    assert after.stderr.splitlines()[-1].startswith(f"error: sot-bitcoin {DAY}: META.json")
 
-    assert [r["status"] for r in ledger_runs("sot-bitcoin")] == ["failed", "failed"]
+    assert [r["status"] for r in ledger_runs("sot-bitcoin")] == ["failed", "failed", "failed"]
 
 
 def in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
