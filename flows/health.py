@@ -23,13 +23,12 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.blocks.system import Secret
 from rich.console import Console
-from rich.table import Table
 
 from blocks.ledger import open_ledger
 from blocks.warehouse import ClickHouseWarehouse
 from flows.factory import fails_with_reason
 from headwater import events
-from headwater.cli import parse_command_line
+from headwater.cli import parse_command_line, report_error
 from headwater.errors import ConfigurationError
 from headwater.health import (
     FRESH,
@@ -39,9 +38,9 @@ from headwater.health import (
     build_health_report,
     health_markdown,
     health_table_text,
+    render_health_table,
     reset_circuit,
 )
-from headwater.health import render_health_table as _render_health_table
 from headwater.health_api import create_app, health_server
 from headwater.ledger import Ledger
 from headwater.logs import run_logger
@@ -49,27 +48,26 @@ from headwater.params import FLOW_TIMEOUT_S
 from headwater.reconcile import damaged_instances
 from headwater.settings import get_settings
 from headwater.sources import registered_sources
+from headwater.spec import SourceSpec
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8765
 
 
+def source_databases() -> dict[str, tuple[SourceSpec, str]]:
+    """Every registered source by name, with the database it loads into."""
+    return {spec.name: (spec, database) for spec, database in registered_sources()}
+
+
 def warehouse_damage(ledger: Ledger) -> dict[str, list[str]]:
     """Instances whose warehouse state disagrees with the ledger (health shows them ``damaged``)."""
-    sources = {spec.name: (spec, database) for spec, database in registered_sources()}
     with ClickHouseWarehouse.from_settings().session() as client:
-        return damaged_instances(ledger, client, sources, ledger.instances())
+        return damaged_instances(ledger, client, source_databases(), ledger.instances())
 
 
 def health_report(now: datetime | None = None) -> HealthReport:
     """The health report of every source instance, from the configured ledger and warehouse."""
-    sources = {spec.name: (spec, database) for spec, database in registered_sources()}
     with open_ledger() as ledger, ClickHouseWarehouse.from_settings().session() as client:
-        return build_health_report(ledger, client, sources, now)
-
-
-def render_health_table(report: HealthReport) -> Table:
-    """The report as a rich table (print it with a ``rich.console.Console``)."""
-    return _render_health_table(report)
+        return build_health_report(ledger, client, source_databases(), now)
 
 
 def health_token(token_block: str | None = None) -> str | None:
@@ -159,8 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             serve_health(args.host, args.port, args.token_block)
         except ConfigurationError as error:
-            print(error, file=sys.stderr)
-            return 2
+            return report_error(error)
         return 0
     if args.reset:
         with open_ledger() as ledger:

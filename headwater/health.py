@@ -60,6 +60,7 @@ from headwater.errors import ConfigurationError
 from headwater.ledger import FAILED, PARTIAL, REPAIRED, RUNNING, SKIPPED_CIRCUIT_OPEN, SUCCESSES, Ledger, runs
 from headwater.loading import partition_filter, qualified, table_exists
 from headwater.logs import run_logger
+from headwater.providers import served_by
 from headwater.reconcile import damaged_instances, is_dead, partition_of
 from headwater.settings import Settings, get_settings
 from headwater.spec import DataClock, SourceSpec
@@ -423,10 +424,8 @@ def _current_run(ledger: Ledger, instance: str) -> dict[str, Any] | None:
 def _providers(run: Mapping[str, Any] | None) -> tuple[str | None, list[str]]:
     """The provider that served a run's batch and the providers that failed before it (chain sources)."""
     notes = json.loads(run["notes"]) if run and run.get("notes") else {}
-    chain = notes.get("providers") if isinstance(notes, dict) else None
-    if not isinstance(chain, dict) or not chain.get("winner"):
-        return None, []
-    return str(chain["winner"]), [str(f.get("provider")) for f in chain.get("failures") or []]
+    winner, failed = served_by(notes if isinstance(notes, dict) else None)
+    return winner, [provider for provider, _ in failed]
 
 
 def degraded_reasons(

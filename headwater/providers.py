@@ -25,7 +25,7 @@ All HTTP goes through ``headwater.http`` inside each provider's fetch, so retrie
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Annotated, Any
@@ -86,6 +86,21 @@ class Disagreement:
     def relative_difference(self) -> float:
         """``|a - b| / max(|a|, |b|)``."""
         return abs(self.value_a - self.value_b) / max(abs(self.value_a), abs(self.value_b))
+
+
+def served_by(notes: Mapping[str, Any] | None) -> tuple[str | None, list[tuple[str, str]]]:
+    """The provider that served a run's batch and ``(provider, error)`` of those that failed before it.
+
+    Read from the run's ledger notes (``notes["providers"]``, written from :meth:`ChainResult.notes`);
+    ``(None, [])`` for a source without a provider chain.
+    """
+    chain = (notes or {}).get("providers")
+    if not isinstance(chain, Mapping) or not chain.get("winner"):
+        return None, []
+    failed = [
+        (str(f.get("provider")), str(f.get("error"))) for f in chain.get("failures") or [] if isinstance(f, Mapping)
+    ]
+    return str(chain["winner"]), failed
 
 
 @dataclass

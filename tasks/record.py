@@ -16,6 +16,7 @@ from headwater.batch import BatchRequest
 from headwater.health import Gate, check_circuit, record_attempt
 from headwater.ledger import PARTIAL, SUCCESSES, UNCHANGED, RunRecord
 from headwater.logs import run_logger
+from headwater.providers import served_by
 from headwater.reconcile import loaded_version_problems, owner_id
 from headwater.settings import get_settings
 
@@ -188,11 +189,11 @@ def batch_summary(request: BatchRequest, record: RunRecord, duration_s: float) -
 
 def provider_summary(notes: Mapping[str, Any] | None) -> str | None:
     """For a provider chain (fx, coffee): the provider that answered, and those that failed before it."""
-    chain = (notes or {}).get("providers")
-    if not isinstance(chain, Mapping) or not chain.get("winner"):
+    winner, failed = served_by(notes)
+    if winner is None:
         return None
-    failed = [f"{f.get('provider')}: {f.get('error')}" for f in chain.get("failures") or [] if isinstance(f, Mapping)]
-    return str(chain["winner"]) + (f" (failed first: {'; '.join(failed)})" if failed else "")
+    first = "; ".join(f"{provider}: {error}" for provider, error in failed)
+    return winner + (f" (failed first: {first})" if failed else "")
 
 
 def _cell(text: str) -> str:
