@@ -27,10 +27,10 @@ from headwater.catalog.config import Ingestor, load_ingestion
 from headwater.catalog.items import Registry
 from headwater.catalog.vectors import Hit, load_embedder
 from headwater.catalog.vectors import search as catalog_search
-from headwater.cli import local_runs, parse_command_line, report_error
+from headwater.cli import local_runs, parse_command_line, report_error, summary_line
 from headwater.errors import ConfigurationError
 from headwater.ledger import SUCCESSES
-from headwater.outcome import RunResult, status_of
+from headwater.outcome import BatchOutcome, RunResult, status_of
 from headwater.params import FLOW_TIMEOUT_S
 from headwater.settings import get_settings
 from headwater.sources.catalog import (
@@ -179,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for stage, result in results.items():
         status = status_of(result)
-        rows = getattr(result, "rows_by_table", {})
-        print(f"catalog-{args.ingestor} {stage}: {status} {rows}")
+        print(
+            summary_line(result) if isinstance(result, BatchOutcome) else f"catalog-{args.ingestor} {stage}: {status}"
+        )
         failed = failed or status not in SUCCESSES
     return 1 if failed else 0
 
