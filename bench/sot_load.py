@@ -43,6 +43,7 @@ at the end unless ``--keep``. Progress goes to stderr; the report to stdout.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import functools
 import importlib
 import json
@@ -450,13 +451,41 @@ def stage_breakdown(clock: PhaseClock, wall_s: float) -> dict[str, float]:
     return stages
 
 
-def count_task_runs() -> int:
-    """Task runs the Prefect server holds (the warm-up's two excluded by the caller)."""
+def count_task_runs(settle_s: float = 5.0) -> int:
+    """Task runs of the SOT flow runs the Prefect server holds, once the count settles.
+
+    Task runs reach the server as events, shortly after they ran: the count is read
+    until two reads half a second apart agree (at most ``settle_s``).
+    """
     from prefect.client.orchestration import get_client
 
+    body = {"flows": {"name": {"any_": [SOT.flow_name]}}}
     with get_client(sync_client=True) as client:
-        response = client.request("POST", "/task_runs/count", json={})
-        return int(response.json())
+        count, deadline = -1, time.monotonic() + settle_s
+        while time.monotonic() < deadline:
+            found = int(client.request("POST", "/task_runs/count", json=body).json())
+            if found == count:
+                break
+            count = found
+            time.sleep(0.5)
+        return count
+
+
+def run_networks(networks: list[str], base_url: str) -> list[BatchOutcome]:
+    """``ingest_sot`` of each network: in this thread for one, at once in threads for several.
+
+    Each thread runs in a copy of this thread's context, so the runs see the settings
+    :func:`local_runs` set (no heartbeats), as ``python -m flows.sot`` does; a bare
+    thread would start Prefect's heartbeat thread and join it (up to a second) at the end.
+    """
+    if len(networks) == 1:
+        return [cast(BatchOutcome, ingest_sot(networks[0], DAY, base_url=base_url))]
+    with ThreadPoolExecutor(max_workers=len(networks)) as pool:
+        futures = [
+            pool.submit(contextvars.copy_context().run, ingest_sot, network, DAY, base_url=base_url)
+            for network in networks
+        ]
+        return [cast(BatchOutcome, future.result()) for future in futures]
 
 
 def flow_child(base_url: str, networks: list[str], scheme: str) -> dict[str, Any]:
@@ -466,18 +495,15 @@ def flow_child(base_url: str, networks: list[str], scheme: str) -> dict[str, Any
     with prefect_test_harness(server_startup_timeout=120), local_runs():  # as `python -m flows.sot` runs
         warm_up_flow()
         clock.reset()
-        tasks_before = count_task_runs()
         rss_before = current_rss_bytes()
         cpu_before, server_cpu_before = self_cpu_seconds(), children_cpu_seconds()
         with RssSampler() as rss:
             started = time.monotonic()
-            with ThreadPoolExecutor(max_workers=len(networks)) as pool:
-                runs = pool.map(lambda network: ingest_sot(network, DAY, base_url=base_url), networks)
-                outcomes = [cast(BatchOutcome, outcome) for outcome in runs]
+            outcomes = run_networks(networks, base_url)
             wall_s = time.monotonic() - started
         cpu_s, server_cpu_s = self_cpu_seconds() - cpu_before, children_cpu_seconds() - server_cpu_before
         peak = peak_rss_bytes()
-        task_runs = count_task_runs() - tasks_before
+        task_runs = count_task_runs() // len(networks)
     rows: dict[str, int] = {}
     for outcome in outcomes:
         for table, count in outcome.rows_by_table.items():

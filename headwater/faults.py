@@ -13,7 +13,7 @@ import signal
 
 from headwater.settings import get_settings
 
-POINTS = frozenset({"downloaded", "staged", "mid-publish", "published", "ledger-write"})
+POINTS = frozenset({"downloaded", "table-staged", "staged", "mid-publish", "published", "ledger-write"})
 
 
 def checkpoint(point: str) -> None:

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
         description="How staged files reach ClickHouse: 'file' (engine reads the Parquet file, "
         "embedded only), 'arrow' (Arrow batches over the client, any server) or 'auto'.",
     )
+    load_threads: int = Field(
+        default=2,
+        ge=1,
+        description="Tables of one batch staged and checked at once, each on its own warehouse client.",
+    )
     ledger_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL of the metadata ledger; default: SQLite at <home>/ledger.db.",

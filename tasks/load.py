@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+from clickhouse_connect.driver.client import Client
 from prefect import task
 from prefect.concurrency.sync import concurrency
 
@@ -22,6 +24,7 @@ from headwater.loading import (
     plan_publish,
     publish,
     stage_checked,
+    stage_concurrently,
     staging_table_name,
 )
 from headwater.logs import run_logger
@@ -65,33 +68,39 @@ def load_batch(
     # Against a server, a slot of the global limit `python -m deployments.setup` creates (no limit
     # when absent); embedded chDB is already serialised by the warehouse lock.
     slot = nullcontext() if warehouse.embedded else concurrency(WAREHOUSE_WRITES, occupy=1, strict=False)
-    with slot, warehouse.session() as client:
+    expected = expected_values(request)
+
+    def stage(table: str, path: Path, client: Client) -> StagedTable:
+        item = stage_checked(
+            client,
+            source=request.label,
+            database=database,
+            spec=request.source.table(table),
+            partition_by=partition_by,
+            staging=staging_table_name(table, request.tag),
+            path=path,
+            batch_id=batch_id,
+            mode=mode,
+            expected=expected,
+            batch_rows=settings.validation_batch_rows,
+        )
+        listed = manifest.resource(table).rows
+        if item.rows != listed:
+            raise IntegrityError(
+                f"{request.label}: {path.name}",
+                f"row count mismatch after staging: expected {listed}, found {item.rows}",
+            )
+        logger.info("staged %s rows of %s (%s)", item.rows, table, mode)
+        checkpoint("table-staged")  # the batch's other tables may still be staging
+        return item
+
+    threads = max(1, min(settings.load_threads, len(files)))
+    with slot, warehouse.sessions(threads) as clients:
+        client = clients[0]
         try:
             ensure_database(client, database)
-            staged: list[StagedTable] = []
-            for table, path in files.items():
-                spec = request.source.table(table)
-                item = stage_checked(
-                    client,
-                    source=request.label,
-                    database=database,
-                    spec=spec,
-                    partition_by=partition_by,
-                    staging=staging_table_name(table, request.tag),
-                    path=path,
-                    batch_id=batch_id,
-                    mode=mode,
-                    expected=expected_values(request),
-                    batch_rows=settings.validation_batch_rows,
-                )
-                expected = manifest.resource(table).rows
-                if item.rows != expected:
-                    raise IntegrityError(
-                        f"{request.label}: {path.name}",
-                        f"row count mismatch after staging: expected {expected}, found {item.rows}",
-                    )
-                staged.append(item)
-                logger.info("staged %s rows of %s (%s)", item.rows, table, mode)
+            jobs = [(partial(stage, table, path), manifest.resource(table).bytes) for table, path in files.items()]
+            staged = stage_concurrently(clients, jobs)
             checkpoint("staged")
             for item in staged:  # targets appear only once every table of the batch passed its checks
                 ensure_table(client, database, request.source.table(item.table), partition_by)

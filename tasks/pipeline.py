@@ -117,13 +117,16 @@ def _run_stages(
             record.batch_id = request.batch_id(manifest.content_hash)
             logger.info("%s unchanged since the last load (%s)", request.label, manifest.content_hash[:16])
         else:
+            target = ClickHouseWarehouse.from_settings()
+            target.preload()
             files: dict[str, Path] = {}
             for resource, downloaded in fetch_files(request, resources, workdir):
                 verify_file(request, resource, downloaded)
                 files[resource.name] = downloaded.path
             checkpoint("downloaded")
-            warehouse = ClickHouseWarehouse.from_settings()
+            warehouse = target
             loaded = load_batch(request, manifest, files, warehouse)
+            warehouse = None  # the load dropped its staging and backup tables on its way out
             record.rows_by_table = loaded.rows_by_table
             record.rows_deduplicated = sum(loaded.deduplicated.values()) if loaded.deduplicated else None
             record.batch_id = request.batch_id(manifest.content_hash)

@@ -44,6 +44,7 @@ DAY_S = DAY.isoformat()
 # from its staging tables leaves the partition at B, so the next run finds it unchanged.
 POINTS = {
     "downloaded": "loaded",
+    "table-staged": "loaded",  # the first table staged, the others still staging on their clients
     "staged": "loaded",
     "mid-publish": "unchanged",
     "published": "unchanged",

@@ -186,6 +186,11 @@ def _duplicate_keys(export: Path) -> None:
     rewrite_manifest(export)
 
 
+def _two_bad_tables(export: Path) -> None:
+    _duplicate_keys(export)
+    _schema_violation(export)
+
+
 FAILURES = {
     "no_meta": (_remove("META.json"), "manifest_invalid", "META.json: expected at http://"),
     "missing_file": (
@@ -206,6 +211,8 @@ FAILURES = {
     "unknown_table": (_unknown_table, "manifest_invalid", "found 'raw_secrets'"),
     "schema_violation": (_schema_violation, "schema_violation", "raw_alerts.parquet: 3 failing check(s)"),
     "duplicate_key": (_duplicate_keys, "schema_violation", "expected key (address) unique within the export"),
+    # staged at once: the first failing table in the manifest's order is reported, whichever fails first
+    "two_bad_tables": (_two_bad_tables, "schema_violation", "raw_alerts.parquet: 3 failing check(s)"),
 }
 
 

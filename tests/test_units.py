@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -17,7 +18,7 @@ from devtools.generate import write_export
 from headwater.engine_checks import compile_checks, parquet_matches
 from headwater.errors import FetchError, ManifestError, NotFoundError, SchemaViolation, TransientFetchError
 from headwater.http import download_file
-from headwater.loading import StagedTable, drop_run_tables, ensure_database, stage_checked
+from headwater.loading import StagedTable, drop_run_tables, ensure_database, stage_checked, stage_concurrently
 from headwater.manifest import parse_manifest
 from headwater.settings import Settings, get_settings
 from headwater.sources.sot.contract import SOT
@@ -208,6 +209,55 @@ def test_engine_checks_report_what_pandera_reports(home: Path, tmp_path: Path, m
     assert "address: str_length(1, 128) failed for 1 row(s)" in message
     assert "network: equal_to(ethereum) failed for 1 row(s), e.g. 'solana'" in message
     assert message == str(by_pandera.value)
+
+
+def test_tables_of_a_batch_stage_at_once_each_on_its_own_client(home: Path) -> None:
+    """Two staging jobs run at the same time: the first waits for the second, which would never start in turn."""
+    second_ran = threading.Event()
+
+    def staged(client: Any, name: str) -> StagedTable:
+        client.command(f"CREATE TABLE sot.{name} (x UInt8) ENGINE = MergeTree ORDER BY x")
+        client.command(f"INSERT INTO sot.{name} VALUES (1)")
+        rows = int(client.command(f"SELECT count() FROM sot.{name}"))
+        return StagedTable(table=name, staging=name, rows=rows)
+
+    def first(client: Any) -> StagedTable:
+        if not second_ran.wait(timeout=60):
+            raise AssertionError("the second table was not staged while the first one was")
+        return staged(client, "_stg_first_t1")
+
+    def second(client: Any) -> StagedTable:
+        second_ran.set()
+        return staged(client, "_stg_second_t1")
+
+    with ClickHouseWarehouse.from_settings().sessions(2) as clients:
+        ensure_database(clients[0], "sot")
+        done = stage_concurrently(clients, [(first, 10), (second, 1)])
+        assert [item.table for item in done] == ["_stg_first_t1", "_stg_second_t1"]
+        assert [item.rows for item in done] == [1, 1]
+        assert drop_run_tables(clients[0], "sot", "t1") == ["_stg_first_t1", "_stg_second_t1"]
+
+
+def test_concurrent_staging_reports_the_first_failure_in_table_order(home: Path) -> None:
+    """However the jobs finish, the batch fails with the first table's error, after every running job ended."""
+    finished: list[str] = []
+
+    def slow_failure(client: Any) -> StagedTable:
+        time.sleep(0.3)
+        client.command("SELECT 1")
+        finished.append("first")
+        raise SchemaViolation("sot-ethereum", "raw_alerts.parquet: the first table's failure")
+
+    def fast_failure(client: Any) -> StagedTable:
+        finished.append("second")
+        raise SchemaViolation("sot-ethereum", "raw_features.parquet: the second table's failure")
+
+    with (
+        ClickHouseWarehouse.from_settings().sessions(2) as clients,
+        pytest.raises(SchemaViolation, match="the first table's failure"),
+    ):
+        stage_concurrently(clients, [(slow_failure, 10), (fast_failure, 5)])
+    assert sorted(finished) == ["first", "second"]
 
 
 def test_every_contract_check_compiles_to_sql() -> None:
