@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import contextvars
 import queue
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -241,18 +241,22 @@ def stage_checked(
 
 
 def stage_concurrently(
-    clients: Sequence[Client], jobs: Sequence[tuple[Callable[[Client], StagedTable], int]]
+    clients: Sequence[Client], jobs: Iterable[tuple[int, Callable[[Client], StagedTable]]]
 ) -> list[StagedTable]:
-    """Run each ``(stage, size)`` job on a free client of ``clients``, the largest first; results in job order.
+    """Run each ``(position, stage)`` job on a free client as soon as it arrives; results in position order.
 
-    The tables of a batch are independent until publish, and one staging insert keeps
-    about 1.5 cores busy: a second one at the same time fills the rest. Each job runs in
-    a copy of the caller's context (the run logger, settings). When a job fails, the jobs
-    not yet started are cancelled, the running ones finish, and the first failure in job
-    order is raised, so the error a batch reports does not depend on timing.
+    The tables of a batch are independent until publish: one staging insert keeps about
+    1.5 cores busy, and a second one at the same time fills the rest; ``jobs`` may be
+    lazy (a table arrives when its download is verified), so staging overlaps the
+    downloads still running. Each job runs in a copy of the caller's context (the run
+    logger, settings).
+
+    Failures: when ``jobs`` itself raises (a download or its verification failed), no
+    further job starts, the running ones finish, and that error is raised; when a job
+    fails, the remaining jobs are still drawn from ``jobs`` (so no download is left
+    writing into the run's directory) but not run, and the failure of the first table
+    in position order is raised, so the error a batch reports does not depend on timing.
     """
-    if len(clients) == 1 or len(jobs) == 1:
-        return [stage(clients[0]) for stage, _ in jobs]
     free: queue.SimpleQueue[Client] = queue.SimpleQueue()
     for client in clients:
         free.put(client)
@@ -264,21 +268,28 @@ def stage_concurrently(
         finally:
             free.put(client)
 
-    order = sorted(range(len(jobs)), key=lambda i: -jobs[i][1])
+    futures: dict[int, Future[StagedTable]] = {}
+
+    def failures() -> list[BaseException]:
+        done = [futures[p] for p in sorted(futures) if futures[p].done() and not futures[p].cancelled()]
+        return [error for error in (f.exception() for f in done) if error is not None]
+
     with ThreadPoolExecutor(max_workers=len(clients), thread_name_prefix="stage") as pool:
-        futures: dict[int, Future[StagedTable]] = {
-            i: pool.submit(contextvars.copy_context().run, run, jobs[i][0]) for i in order
-        }
-        wait(futures.values(), return_when=FIRST_EXCEPTION)
-        if any(f.done() and f.exception() for f in futures.values()):
+        try:
+            for position, stage in jobs:
+                if not failures():
+                    futures[position] = pool.submit(contextvars.copy_context().run, run, stage)
+        except BaseException:
             for future in futures.values():
                 future.cancel()
-        wait(futures.values())
-    for i in range(len(jobs)):
-        error = None if futures[i].cancelled() else futures[i].exception()
-        if error:
-            raise error
-    return [futures[i].result() for i in range(len(jobs))]
+            raise
+        if failures():
+            for future in futures.values():
+                future.cancel()  # the tables not started yet
+    found = failures()
+    if found:
+        raise found[0]
+    return [futures[p].result() for p in sorted(futures)]
 
 
 def find_duplicate_keys(

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from prefect import task
+from prefect.futures import as_completed, wait
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from headwater.batch import BatchRequest
@@ -89,7 +90,14 @@ def download_resource(request: BatchRequest, resource: Resource, workdir: Path) 
 def download_resources(
     request: BatchRequest, resources: tuple[Resource, ...], workdir: Path
 ) -> Iterator[tuple[Resource, DownloadedFile]]:
-    """Download every listed file at once (a task run each, in worker threads); yield them in manifest order."""
-    futures = [(resource, download_resource.submit(request, resource, workdir)) for resource in resources]
-    for resource, future in futures:
-        yield resource, future.result()
+    """Download every listed file at once (a task run each, in worker threads); yield each as it finishes.
+
+    However the caller stops (a failed download, a failed table), every download has
+    ended before this returns, so none is left writing into the run's directory.
+    """
+    futures = {download_resource.submit(request, resource, workdir): resource for resource in resources}
+    try:
+        for future in as_completed(list(futures)):
+            yield futures[future], future.result()
+    finally:
+        wait(list(futures))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
+from itertools import chain
 from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
 from blocks.ledger import open_ledger
@@ -50,14 +53,22 @@ class LoadResult:
     deduplicated: dict[str, int]
 
 
-@task(name="load-batch", task_run_name="load {request.label}", timeout_seconds=TASK_TIMEOUT_S)
+@task(
+    name="load-batch",
+    task_run_name="load {request.label}",
+    timeout_seconds=TASK_TIMEOUT_S,
+    cache_policy=NO_CACHE,  # a load publishes; and its files arrive as an iterator, which has no key
+)
 def load_batch(
-    request: BatchRequest, manifest: Manifest, files: dict[str, Path], warehouse: ClickHouseWarehouse
+    request: BatchRequest, manifest: Manifest, files: Iterable[tuple[str, Path]], warehouse: ClickHouseWarehouse
 ) -> LoadResult:
     """Stage each table in full, check it against its contract (rows, checks, keys), then publish the partition.
 
-    Nothing is visible in a target table before publish; staging and backup tables
-    are dropped whatever happens. Returns rows per table.
+    ``files`` yields ``(table, verified local file)`` as the downloads finish: each table
+    is staged as soon as its file is there, while the others still download; the
+    warehouse session (and, embedded, its lock) is taken when the first file is ready.
+    Nothing is visible in a target table before publish, which waits for every table;
+    staging and backup tables are dropped whatever happens. Returns rows per table.
     """
     logger = run_logger()
     batch_id = request.batch_id(manifest.content_hash)
@@ -94,12 +105,16 @@ def load_batch(
         checkpoint("table-staged")  # the batch's other tables may still be staging
         return item
 
-    threads = max(1, min(settings.load_threads, len(files)))
+    positions = {resource.name: i for i, resource in enumerate(manifest.resources)}
+    arriving = iter(files)
+    first = next(arriving, None)  # the warehouse lock is not held while the first file downloads
+    threads = max(1, min(settings.load_threads, len(positions)))
     with slot, warehouse.sessions(threads) as clients:
         client = clients[0]
         try:
             ensure_database(client, database)
-            jobs = [(partial(stage, table, path), manifest.resource(table).bytes) for table, path in files.items()]
+            ready = chain([first] if first else [], arriving)
+            jobs = ((positions[table], partial(stage, table, path)) for table, path in ready)
             staged = stage_concurrently(clients, jobs)
             checkpoint("staged")
             for item in staged:  # targets appear only once every table of the batch passed its checks
@@ -122,7 +137,7 @@ def load_batch(
                     plan={
                         "database": database,
                         "tables": [plan.as_json() for plan in plans],
-                        "bytes": sum(manifest.resource(t).bytes for t in files),
+                        "bytes": sum(manifest.resource(item.table).bytes for item in staged),
                     },
                 )
             publish(client, source=request.label, database=database, plans=plans)

@@ -1,7 +1,8 @@
 """The shared batch pipeline every source goes through.
 
-download → verify → skip if unchanged → stage and check → publish → record → cleanup.
-A source supplies only how to get its manifest and its files; the rest is here.
+manifest → verify → skip if unchanged → download, and stage and check each file as it
+arrives → publish → record → cleanup. A source supplies only how to get its manifest
+and its files; the rest is here.
 
 Only the steps that gain from being Prefect tasks are tasks: the downloads (retries,
 visibility, one thread per file) and the load (visibility). The ledger reads and
@@ -13,7 +14,7 @@ and a run that finds its source unchanged should cost one request and one ledger
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from prefect.context import FlowRunContext
@@ -51,6 +52,16 @@ def make_workdir(request: BatchRequest) -> Path:
     workdir = get_settings().tmp_dir / f"{request.instance}-{request.tag}"
     workdir.mkdir(parents=True, exist_ok=True)
     return workdir
+
+
+def verified_files(
+    request: BatchRequest, downloads: Iterable[tuple[Resource, DownloadedFile]]
+) -> Iterator[tuple[str, Path]]:
+    """``(table, path)`` of each file as it is downloaded and verified against the manifest."""
+    for resource, downloaded in downloads:
+        verify_file(request, resource, downloaded)
+        yield resource.name, downloaded.path
+    checkpoint("downloaded")
 
 
 def run_batch(request: BatchRequest, fetch_manifest: FetchManifest, fetch_files: FetchFiles) -> RunResult:
@@ -117,14 +128,9 @@ def _run_stages(
             record.batch_id = request.batch_id(manifest.content_hash)
             logger.info("%s unchanged since the last load (%s)", request.label, manifest.content_hash[:16])
         else:
-            target = ClickHouseWarehouse.from_settings()
-            target.preload()
-            files: dict[str, Path] = {}
-            for resource, downloaded in fetch_files(request, resources, workdir):
-                verify_file(request, resource, downloaded)
-                files[resource.name] = downloaded.path
-            checkpoint("downloaded")
-            warehouse = target
+            warehouse = ClickHouseWarehouse.from_settings()
+            warehouse.preload()
+            files = verified_files(request, fetch_files(request, resources, workdir))
             loaded = load_batch(request, manifest, files, warehouse)
             warehouse = None  # the load dropped its staging and backup tables on its way out
             record.rows_by_table = loaded.rows_by_table

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,14 @@ from blocks.warehouse import ClickHouseWarehouse
 from devtools.export_server import ExportServer
 from devtools.generate import write_export
 from headwater.engine_checks import compile_checks, parquet_matches
-from headwater.errors import FetchError, ManifestError, NotFoundError, SchemaViolation, TransientFetchError
+from headwater.errors import (
+    FetchError,
+    IntegrityError,
+    ManifestError,
+    NotFoundError,
+    SchemaViolation,
+    TransientFetchError,
+)
 from headwater.http import download_file
 from headwater.loading import StagedTable, drop_run_tables, ensure_database, stage_checked, stage_concurrently
 from headwater.manifest import parse_manifest
@@ -232,7 +240,7 @@ def test_tables_of_a_batch_stage_at_once_each_on_its_own_client(home: Path) -> N
 
     with ClickHouseWarehouse.from_settings().sessions(2) as clients:
         ensure_database(clients[0], "sot")
-        done = stage_concurrently(clients, [(first, 10), (second, 1)])
+        done = stage_concurrently(clients, [(0, first), (1, second)])
         assert [item.table for item in done] == ["_stg_first_t1", "_stg_second_t1"]
         assert [item.rows for item in done] == [1, 1]
         assert drop_run_tables(clients[0], "sot", "t1") == ["_stg_first_t1", "_stg_second_t1"]
@@ -256,8 +264,30 @@ def test_concurrent_staging_reports_the_first_failure_in_table_order(home: Path)
         ClickHouseWarehouse.from_settings().sessions(2) as clients,
         pytest.raises(SchemaViolation, match="the first table's failure"),
     ):
-        stage_concurrently(clients, [(slow_failure, 10), (fast_failure, 5)])
+        stage_concurrently(clients, [(0, slow_failure), (1, fast_failure)])
     assert sorted(finished) == ["first", "second"]
+
+
+def test_a_failed_download_stops_staging_after_the_running_tables_finish(home: Path) -> None:
+    """Tables stage while others download: a download that fails is the batch's error, once the staging ended."""
+    finished: list[str] = []
+
+    def staged(client: Any) -> StagedTable:
+        time.sleep(0.2)
+        client.command("SELECT 1")
+        finished.append("raw_clusters")
+        return StagedTable(table="raw_clusters", staging="_stg_raw_clusters_t1", rows=1)
+
+    def arriving() -> Iterator[tuple[int, Any]]:
+        yield 2, staged
+        raise IntegrityError("sot-ethereum 2026-11-22: raw_alerts.parquet", "sha256 mismatch: expected a, found b")
+
+    with (
+        ClickHouseWarehouse.from_settings().sessions(2) as clients,
+        pytest.raises(IntegrityError, match=r"raw_alerts\.parquet: sha256 mismatch"),
+    ):
+        stage_concurrently(clients, arriving())
+    assert finished == ["raw_clusters"]
 
 
 def test_every_contract_check_compiles_to_sql() -> None:
