@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -78,7 +78,7 @@ class ClickHouseWarehouse(Block):
         nothing else happens before the session takes the warehouse lock.
         """
         if self.embedded and "chdb" not in sys.modules:
-            threading.Thread(target=importlib.import_module, args=("chdb",), name="chdb-preload", daemon=True).start()
+            threading.Thread(target=_import_quietly, args=("chdb",), name="chdb-preload", daemon=True).start()
 
     @property
     def embedded_path(self) -> Path:
@@ -162,6 +162,12 @@ class ClickHouseWarehouse(Block):
                 yield clients
         finally:
             lock.release()
+
+
+def _import_quietly(module: str) -> None:
+    """Import ``module`` ahead of time; a failure is left to the import that needs it, which reports it."""
+    with suppress(ImportError):
+        importlib.import_module(module)
 
 
 @contextmanager

@@ -14,6 +14,10 @@ import signal
 from headwater.settings import get_settings
 
 POINTS = frozenset({"downloaded", "table-staged", "staged", "mid-publish", "published", "ledger-write"})
+"""In a run's order, roughly: tables are staged while the others download, so ``table-staged``
+(the first table staged) and ``downloaded`` (every file downloaded and verified, some tables
+staged, the warehouse lock held) can come in either order; then ``staged`` (every table),
+``mid-publish`` (between two tables' swaps), ``published``, ``ledger-write``."""
 
 
 def checkpoint(point: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -37,6 +37,38 @@ from headwater.settings import get_settings
 from headwater.validation import expected_values
 
 
+def _publish(
+    client: Client, request: BatchRequest, manifest: Manifest, staged: list[StagedTable], batch_id: str
+) -> dict[str, int]:
+    """Create missing targets, back up, write the publish intent, swap; returns rows deduplicated per merge table."""
+    database, partition_by = request.database, request.source.partition_columns
+    for item in staged:  # targets appear only once every table of the batch passed its checks
+        ensure_table(client, database, request.source.table(item.table), partition_by)
+    plans, deduplicated = plan_publish(
+        client,
+        database=database,
+        staged=staged,
+        partition=request.partition,
+        partition_by=partition_by,
+        tag=request.tag,
+    )
+    with open_ledger() as ledger:
+        ledger.record_intent(
+            run_id=request.run_id,
+            instance=request.instance,
+            partition_key=request.partition_key,
+            batch_id=batch_id,
+            content_hash=manifest.content_hash,
+            plan={
+                "database": database,
+                "tables": [plan.as_json() for plan in plans],
+                "bytes": sum(manifest.resource(item.table).bytes for item in staged),
+            },
+        )
+    publish(client, source=request.label, database=database, plans=plans)
+    return deduplicated
+
+
 def ingest_mode(warehouse: ClickHouseWarehouse) -> str:
     """'file' (engine reads the file) for embedded chDB, 'arrow' for a server, unless set."""
     mode = get_settings().warehouse_ingest
@@ -58,6 +90,7 @@ class LoadResult:
     task_run_name="load {request.label}",
     timeout_seconds=TASK_TIMEOUT_S,
     cache_policy=NO_CACHE,  # a load publishes; and its files arrive as an iterator, which has no key
+    retries=0,  # a retry would find the iterator of files used up; the next run loads the batch again
 )
 def load_batch(
     request: BatchRequest, manifest: Manifest, files: Iterable[tuple[str, Path]], warehouse: ClickHouseWarehouse
@@ -65,10 +98,13 @@ def load_batch(
     """Stage each table in full, check it against its contract (rows, checks, keys), then publish the partition.
 
     ``files`` yields ``(table, verified local file)`` as the downloads finish: each table
-    is staged as soon as its file is there, while the others still download; the
-    warehouse session (and, embedded, its lock) is taken when the first file is ready.
-    Nothing is visible in a target table before publish, which waits for every table;
-    staging and backup tables are dropped whatever happens. Returns rows per table.
+    is staged as soon as its file is there, while the others still download (so the
+    download task runs appear under this one, and its time limit covers them); the
+    warehouse session (and, embedded, its lock or, against a server, a write slot) is
+    taken when the first file is ready and held while the rest download. Nothing is
+    visible in a target table before publish, which waits for every table; staging and
+    backup tables are dropped whatever happens, and ``files`` is closed, so no download
+    outlives the load. Returns rows per table.
     """
     logger = run_logger()
     batch_id = request.batch_id(manifest.content_hash)
@@ -105,44 +141,29 @@ def load_batch(
         checkpoint("table-staged")  # the batch's other tables may still be staging
         return item
 
+    tables = request.ingested_tables
     positions = {resource.name: i for i, resource in enumerate(manifest.resources)}
     arriving = iter(files)
-    first = next(arriving, None)  # the warehouse lock is not held while the first file downloads
-    threads = max(1, min(settings.load_threads, len(positions)))
-    with slot, warehouse.sessions(threads) as clients:
-        client = clients[0]
-        try:
-            ensure_database(client, database)
-            ready = chain([first] if first else [], arriving)
-            jobs = ((positions[table], partial(stage, table, path)) for table, path in ready)
-            staged = stage_concurrently(clients, jobs)
-            checkpoint("staged")
-            for item in staged:  # targets appear only once every table of the batch passed its checks
-                ensure_table(client, database, request.source.table(item.table), partition_by)
-            plans, deduplicated = plan_publish(
-                client,
-                database=database,
-                staged=staged,
-                partition=request.partition,
-                partition_by=partition_by,
-                tag=request.tag,
-            )
-            with open_ledger() as ledger:
-                ledger.record_intent(
-                    run_id=request.run_id,
-                    instance=request.instance,
-                    partition_key=request.partition_key,
-                    batch_id=batch_id,
-                    content_hash=manifest.content_hash,
-                    plan={
-                        "database": database,
-                        "tables": [plan.as_json() for plan in plans],
-                        "bytes": sum(manifest.resource(item.table).bytes for item in staged),
-                    },
-                )
-            publish(client, source=request.label, database=database, plans=plans)
-            checkpoint("published")
-        finally:
-            drop_run_tables(client, database, request.tag)
+    try:
+        first = next(arriving, None)  # the warehouse lock is not held while the first file downloads
+        threads = max(1, min(settings.load_threads, len(tables)))
+        with slot, warehouse.sessions(threads) as clients:
+            client = clients[0]
+            try:
+                ensure_database(client, database)
+                ready = chain([first] if first is not None else [], arriving)
+                jobs = ((positions[table], partial(stage, table, path)) for table, path in ready)
+                staged = stage_concurrently(clients, jobs)
+                missing = sorted(set(tables) - {item.table for item in staged})
+                if missing:
+                    raise IntegrityError(request.label, f"expected every table of {tables} staged, missing {missing}")
+                checkpoint("staged")
+                deduplicated = _publish(client, request, manifest, staged, batch_id)
+                checkpoint("published")
+            finally:
+                drop_run_tables(client, database, request.tag)
+    finally:
+        if isinstance(arriving, Generator):
+            arriving.close()  # its downloads end before the run's directory is removed
     logger.info("published %s as %s", request.label, batch_id)
     return LoadResult({item.table: item.rows for item in staged}, deduplicated)

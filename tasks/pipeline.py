@@ -14,7 +14,7 @@ and a run that finds its source unchanged should cost one request and one ledger
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 
 from prefect.context import FlowRunContext
@@ -57,10 +57,18 @@ def make_workdir(request: BatchRequest) -> Path:
 def verified_files(
     request: BatchRequest, downloads: Iterable[tuple[Resource, DownloadedFile]]
 ) -> Iterator[tuple[str, Path]]:
-    """``(table, path)`` of each file as it is downloaded and verified against the manifest."""
-    for resource, downloaded in downloads:
-        verify_file(request, resource, downloaded)
-        yield resource.name, downloaded.path
+    """``(table, path)`` of each file as it is downloaded and verified against the manifest.
+
+    Stopped early (a file fails verification, the load fails or is closed), it closes
+    ``downloads``, whose downloads then end before the run's directory is removed.
+    """
+    try:
+        for resource, downloaded in downloads:
+            verify_file(request, resource, downloaded)
+            yield resource.name, downloaded.path
+    finally:
+        if isinstance(downloads, Generator):
+            downloads.close()
     checkpoint("downloaded")
 
 

@@ -268,6 +268,32 @@ def test_concurrent_staging_reports_the_first_failure_in_table_order(home: Path)
     assert sorted(finished) == ["first", "second"]
 
 
+def test_a_table_arriving_after_a_later_one_failed_is_still_staged_and_reported(home: Path) -> None:
+    """The manifest's first table downloads last: its failure, not the earlier-finished one's, is the batch's."""
+    failed_second = threading.Event()
+
+    def second(client: Any) -> StagedTable:
+        client.command("SELECT 1")
+        failed_second.set()
+        raise SchemaViolation("sot-ethereum", "raw_features.parquet: the second table's failure")
+
+    def first(client: Any) -> StagedTable:
+        client.command("SELECT 1")
+        raise SchemaViolation("sot-ethereum", "raw_alerts.parquet: the first table's failure")
+
+    def arriving() -> Iterator[tuple[int, Any]]:
+        yield 1, second
+        assert failed_second.wait(timeout=30)
+        time.sleep(0.05)  # its future is done
+        yield 0, first
+
+    with (
+        ClickHouseWarehouse.from_settings().sessions(2) as clients,
+        pytest.raises(SchemaViolation, match="the first table's failure"),
+    ):
+        stage_concurrently(clients, arriving())
+
+
 def test_a_failed_download_stops_staging_after_the_running_tables_finish(home: Path) -> None:
     """Tables stage while others download: a download that fails is the batch's error, once the staging ended."""
     finished: list[str] = []
