@@ -26,15 +26,20 @@ What is measured, per size (N rows of ``raw_alerts``, and 4N unless ``--skip-4n`
    start-up and DDL are not).
 
 Both rows/s figures count the rows of the 4 ingested tables (2.25 N), so they compare.
-The figures are single runs: on a small or shared machine, repeat and compare.
+The figures are single runs unless ``--repeat`` (below): on a small or shared machine, repeat and compare.
 Targets (from the issue): flow rows/s ≥ 0.8 × bare rows/s, and a flow peak RSS that
 does not grow in proportion to N (4N/N well below 4).
 
 Run from the project root::
 
-    uv run python bench/sot_load.py                   # N = 2,000,000 and 4N
-    uv run python bench/sot_load.py --rows 1000000 --skip-4n
-    uv run python bench/sot_load.py --json > result.json
+    .venv/bin/python bench/sot_load.py                   # N = 3,000,000 and 4N
+    .venv/bin/python bench/sot_load.py --skip-4n --repeat 5 --schemes file,http
+    .venv/bin/python bench/sot_load.py --rows 1000000 --skip-4n
+    .venv/bin/python bench/sot_load.py --json > result.json
+
+A single run on a small or shared machine varies by about ±10 % (the bare load alone
+took 3.0 to 3.5 s at N on one afternoon here): ``--repeat K`` alternates flows and bare
+load K times at N and reports the medians and each round's ratio.
 
 Scratch files go to a temporary directory under ``bench/out/`` (git-ignored), removed
 at the end unless ``--keep``. Progress goes to stderr; the report to stdout.
@@ -62,7 +67,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 from types import ModuleType
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import clickhouse_connect
 import psutil
@@ -157,6 +162,8 @@ class SizeResult:
     generate_s: float
     flows: dict[str, FlowResult]
     bare: BareResult
+    rounds: dict[str, list[float]] = field(default_factory=dict)
+    """With ``--repeat``: per scheme, the ratio of each round (its flow over the bare load of the same round)."""
 
     def ratio(self, scheme: str) -> float:
         """Flow rows/s over bare rows/s for ``scheme`` (target ≥ 0.8): the bare seconds over the flow's."""
@@ -617,8 +624,20 @@ def run_bare(export_dirs: list[Path], workdir: Path, name: str) -> BareResult:
     return BareResult(**run_child("bare", ["--export-dirs", *map(str, export_dirs)], env, workdir))
 
 
-def measure(alerts: int, scratch: Path, schemes: list[str], keep: bool = False) -> SizeResult:
-    """Generate an export of ``alerts`` rows, run the flow child per scheme and the bare child on it."""
+T = TypeVar("T")
+
+
+def median_by(items: list[T], key: Callable[[T], float]) -> T:
+    """The middle item by ``key`` (the lower middle for an even count)."""
+    return sorted(items, key=key)[(len(items) - 1) // 2]
+
+
+def measure(alerts: int, scratch: Path, schemes: list[str], keep: bool = False, repeat: int = 1) -> SizeResult:
+    """Generate an export of ``alerts`` rows, run the flow child per scheme and the bare child on it.
+
+    With ``repeat`` > 1, flows and bare load alternate for that many rounds (so a slow
+    spell of the machine hits both), and the medians are reported, with each round's ratio.
+    """
     workdir = scratch / f"n{alerts}"
     exports = workdir / "exports"
     log(f"N={alerts:,}: generating the export")
@@ -628,24 +647,30 @@ def measure(alerts: int, scratch: Path, schemes: list[str], keep: bool = False) 
     tables = ingested_tables()
     export_bytes = sum((export_dir / f"{t}.parquet").stat().st_size for t in tables)
     log(f"N={alerts:,}: generated in {generate_s:.1f}s ({export_bytes / MIB:,.0f} MiB in the 4 ingested tables)")
-    flows: dict[str, FlowResult] = {}
-    for scheme in schemes:
-        log(f"N={alerts:,}: running the flow over {scheme}:// (child process)")
-        flows[scheme] = run_flow(exports, workdir, scheme, [NETWORK])
-        log(f"N={alerts:,}: flow over {scheme}:// {flows[scheme].wall_s:.1f}s")
-    bare = run_bare([export_dir], workdir, "bare")
+    runs: dict[str, list[FlowResult]] = {scheme: [] for scheme in schemes}
+    bares: list[BareResult] = []
+    for round_ in range(repeat):
+        for scheme in schemes:
+            log(f"N={alerts:,}: running the flow over {scheme}:// (child process, round {round_ + 1} of {repeat})")
+            runs[scheme].append(run_flow(exports, workdir, scheme, [NETWORK]))
+            log(f"N={alerts:,}: flow over {scheme}:// {runs[scheme][-1].wall_s:.1f}s")
+        bares.append(run_bare([export_dir], workdir, f"bare-{round_}"))
+    bare = median_by(bares, lambda b: b.seconds)
     result = SizeResult(
         alerts=alerts,
         rows=sum(bare.rows_by_table.values()),
         export_bytes=export_bytes,
         generate_s=generate_s,
-        flows=flows,
+        flows={scheme: median_by(found, lambda f: f.wall_s) for scheme, found in runs.items()},
         bare=bare,
+        rounds={s: [b.seconds / f.wall_s for f, b in zip(runs[s], bares, strict=True)] for s in schemes}
+        if repeat > 1
+        else {},
     )
-    for found in flows.values():
+    for found in result.flows.values():
         if found.rows_by_table != bare.rows_by_table:
             raise RuntimeError(f"row counts differ: flow {found.rows_by_table}, bare {bare.rows_by_table}")
-    log(f"N={alerts:,}: bare {bare.seconds:.1f}s; " + ", ".join(f"{s} {result.ratio(s):.2f}" for s in flows))
+    log(f"N={alerts:,}: bare {bare.seconds:.1f}s; " + ", ".join(f"{s} {result.ratio(s):.2f}" for s in result.flows))
     if not keep:
         shutil.rmtree(workdir, ignore_errors=True)  # free the disk before the next size
     return result
@@ -704,6 +729,16 @@ def render(results: list[SizeResult], three: ThreeResult | None) -> str:
         row("flow seconds (wall, server start excluded)", [f"{f.wall_s:.2f}" for _, _, f in columns]),
         row("bare load seconds (4 INSERTs)", [f"{r.bare.seconds:.2f}" for _, r, _ in columns]),
         row(f"ratio flow/bare (target ≥ {TARGET_RATIO})", [f"{r.ratio(f.scheme):.3f}" for _, r, f in columns]),
+        *(
+            [
+                row(
+                    "  ratio of each round (--repeat)",
+                    [" ".join(f"{x:.2f}" for x in r.rounds.get(f.scheme, [])) for _, r, f in columns],
+                )
+            ]
+            if any(r.rounds for _, r, _ in columns)
+            else []
+        ),
         row("flow rows/s", [f"{r.rows / f.wall_s:,.0f}" for _, r, f in columns]),
         row("bare rows/s", [f"{r.rows / r.bare.seconds:,.0f}" for _, r, _ in columns]),
         row("CPU s: flow process / bare INSERTs", [f"{f.cpu_s:.1f} / {r.bare.cpu_s:.1f}" for _, r, f in columns]),
@@ -757,6 +792,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-4n", action="store_true", help="measure N only (no RSS ratio)")
     parser.add_argument("--schemes", default="http,file", help="base URL schemes to measure, default http,file")
     parser.add_argument("--three", action="store_true", help="also ingest three networks at once (N each)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of flows and bare load at N, alternating; medians reported"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory under bench/out/")
     parser.add_argument("--child", choices=("flow", "bare"), help=argparse.SUPPRESS)
@@ -775,15 +813,16 @@ def main(argv: list[str] | None = None) -> int:
         args.result.write_text(json.dumps(data))
         return 0
 
-    if args.rows < 1:
-        parser.error("--rows must be positive")
+    if args.rows < 1 or args.repeat < 1:
+        parser.error("--rows and --repeat must be positive")
     schemes = [s for s in args.schemes.split(",") if s]
     if not schemes or set(schemes) - set(SCHEMES):
         parser.error(f"--schemes: expected some of {', '.join(SCHEMES)}, found {args.schemes!r}")
     sizes = [args.rows] if args.skip_4n else [args.rows, 4 * args.rows]
     with scratch_dir(args.keep) as scratch:
         results = [
-            measure(size, scratch, schemes if i == 0 else schemes[:1], args.keep) for i, size in enumerate(sizes)
+            measure(size, scratch, schemes if i == 0 else schemes[:1], args.keep, args.repeat if i == 0 else 1)
+            for i, size in enumerate(sizes)
         ]
         three = measure_three(args.rows, scratch, args.keep) if args.three else None
     if args.json:
