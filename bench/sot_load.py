@@ -598,9 +598,9 @@ def scratch_dir(keep: bool) -> Iterator[Path]:
                 OUT_DIR.rmdir()  # only when empty
 
 
-def run_flow(exports: Path, workdir: Path, scheme: str, networks: list[str]) -> FlowResult:
-    """The flow child over ``scheme`` (an export server on loopback for http, the directory for file)."""
-    name = f"flow-{scheme}-{len(networks)}"
+def run_flow(exports: Path, workdir: Path, scheme: str, networks: list[str], round_: int = 0) -> FlowResult:
+    """The flow child over ``scheme`` (an export server on loopback for http, the directory for file), fresh homes."""
+    name = f"flow-{scheme}-{len(networks)}-{round_}"
     env = child_env(workdir / f"home-{name}", workdir / f"prefect-{name}")
     parent_cpu_before = self_cpu_seconds()
     extra = ["--scheme", scheme, "--networks", ",".join(networks)]
@@ -652,7 +652,7 @@ def measure(alerts: int, scratch: Path, schemes: list[str], keep: bool = False, 
     for round_ in range(repeat):
         for scheme in schemes:
             log(f"N={alerts:,}: running the flow over {scheme}:// (child process, round {round_ + 1} of {repeat})")
-            runs[scheme].append(run_flow(exports, workdir, scheme, [NETWORK]))
+            runs[scheme].append(run_flow(exports, workdir, scheme, [NETWORK], round_))
             log(f"N={alerts:,}: flow over {scheme}:// {runs[scheme][-1].wall_s:.1f}s")
         bares.append(run_bare([export_dir], workdir, f"bare-{round_}"))
     bare = median_by(bares, lambda b: b.seconds)
@@ -719,7 +719,7 @@ def render(results: list[SizeResult], three: ThreeResult | None) -> str:
     ]
 
     def row(name: str, values: list[str]) -> str:
-        return name.ljust(width) + "".join(v.rjust(20) for v in values)
+        return name.ljust(width) + "".join(" " + v.rjust(19) for v in values)
 
     lines = [
         f"SOT load benchmark: {NETWORK} {DAY}, {os.cpu_count()} CPU(s), Python {sys.version.split()[0]}",
