@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextvars
 import queue
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -290,6 +290,9 @@ def stage_concurrently(
         except BaseException:
             for future in futures.values():
                 future.cancel()
+            wait(futures.values())  # the running tables end before the error leaves
+            for failure in failures().values():
+                run_logger().warning("also failed while staging: %s", failure)
             raise
         failed = min(failures(), default=None)
         if failed is not None:

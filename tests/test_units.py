@@ -316,6 +316,29 @@ def test_a_failed_download_stops_staging_after_the_running_tables_finish(home: P
     assert finished == ["raw_clusters"]
 
 
+def test_a_table_failure_hidden_by_a_failed_download_is_logged(home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The download's error is the batch's; a table that failed meanwhile is not lost: its failure is logged."""
+    table_failed = threading.Event()
+
+    def failing(client: Any) -> StagedTable:
+        client.command("SELECT 1")
+        table_failed.set()
+        raise SchemaViolation("sot-ethereum", "raw_clusters.parquet: cluster_size: greater_than_or_equal_to(1) failed")
+
+    def arriving() -> Iterator[tuple[int, Any]]:
+        yield 2, failing
+        assert table_failed.wait(timeout=30)
+        raise IntegrityError("sot-ethereum 2026-11-22: raw_alerts.parquet", "sha256 mismatch: expected a, found b")
+
+    with (
+        caplog.at_level("WARNING", logger="headwater"),
+        ClickHouseWarehouse.from_settings().sessions(2) as clients,
+        pytest.raises(IntegrityError, match="sha256 mismatch"),
+    ):
+        stage_concurrently(clients, arriving())
+    assert "also failed while staging: sot-ethereum: raw_clusters.parquet: cluster_size" in caplog.text
+
+
 def test_every_contract_check_compiles_to_sql() -> None:
     """The engine path covers every declared table: no check is left to a second decode of the file."""
     from headwater.sources import DECLARED
