@@ -274,17 +274,18 @@ def stage_concurrently(
         done = {p: f for p, f in futures.items() if f.done() and not f.cancelled()}
         return {p: error for p, f in sorted(done.items()) if (error := f.exception()) is not None}
 
-    def skip_after(position: int) -> None:
+    def first_failed() -> int | None:
+        """The lowest position that failed, if any; the jobs after it that have not started are cancelled."""
+        failed = min(failures(), default=None)
         for later, future in futures.items():
-            if later > position:
+            if failed is not None and later > failed:
                 future.cancel()  # not started yet: the batch fails anyway
+        return failed
 
     with ThreadPoolExecutor(max_workers=len(clients), thread_name_prefix="stage") as pool:
         try:
             for position, stage in jobs:
-                failed = min(failures(), default=None)
-                if failed is not None:
-                    skip_after(failed)
+                failed = first_failed()
                 if failed is None or position < failed:
                     futures[position] = pool.submit(contextvars.copy_context().run, run, stage)
         except BaseException:
@@ -294,9 +295,7 @@ def stage_concurrently(
             for failure in failures().values():
                 run_logger().warning("also failed while staging: %s", failure)
             raise
-        failed = min(failures(), default=None)
-        if failed is not None:
-            skip_after(failed)
+        first_failed()
     found = failures()
     if found:
         raise found[min(found)]

@@ -123,6 +123,13 @@ class AlertServer:
         """Run ``python -m deployments.automations``."""
         return run_cli([sys.executable, "-m", "deployments.automations"], self.env(**headwater))
 
+    def emit_and_receive(self, event: str, arguments: str) -> dict[str, Any]:
+        """Emit ``events.emit(<event>, <arguments>)`` from a new process; the notification its automation sends."""
+        emit = f"from headwater import events; events.emit({event!r}, {arguments})"
+        emitted = run_cli([sys.executable, "-c", emit], self.env())
+        assert emitted.returncode == 0, emitted.stderr
+        return self.receiver.wait_for(lambda p: event in p.get("subject", ""))
+
 
 @pytest.fixture(scope="module")
 def alert_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlertServer]:
@@ -275,14 +282,7 @@ def test_a_failed_flow_run_sends_a_notification(alert_server: AlertServer, first
 @pytest.mark.server
 def test_a_circuit_opened_event_sends_a_notification(alert_server: AlertServer, first_apply: Any) -> None:
     assert first_apply.returncode == 0, first_apply.stderr
-    emit = (
-        "from headwater import events; "
-        "events.emit(events.CIRCUIT_OPENED, 'sot-ethereum', 'sot', consecutive_failures=5)"
-    )
-    emitted = run_cli([sys.executable, "-c", emit], alert_server.env())
-    assert emitted.returncode == 0, emitted.stderr
-
-    post = alert_server.receiver.wait_for(lambda p: events.CIRCUIT_OPENED in p.get("subject", ""))
+    post = alert_server.emit_and_receive(events.CIRCUIT_OPENED, "'sot-ethereum', 'sot', consecutive_failures=5")
 
     assert post["subject"] == f"Headwater CRITICAL: {events.CIRCUIT_OPENED} for sot-ethereum"
     assert "Severity: critical" in post["body"]
@@ -294,14 +294,9 @@ def test_a_circuit_opened_event_sends_a_notification(alert_server: AlertServer, 
 @pytest.mark.server
 def test_a_run_partial_event_sends_a_notification(alert_server: AlertServer, first_apply: Any) -> None:
     assert first_apply.returncode == 0, first_apply.stderr
-    emit = (
-        "from headwater import events; "
-        "events.emit(events.RUN_PARTIAL, 'openaq-seed', 'openaq', failures={'location 8118': 'HTTP 500'})"
+    post = alert_server.emit_and_receive(
+        events.RUN_PARTIAL, "'openaq-seed', 'openaq', failures={'location 8118': 'HTTP 500'}"
     )
-    emitted = run_cli([sys.executable, "-c", emit], alert_server.env())
-    assert emitted.returncode == 0, emitted.stderr
-
-    post = alert_server.receiver.wait_for(lambda p: events.RUN_PARTIAL in p.get("subject", ""))
 
     assert post["subject"] == f"Headwater WARNING: {events.RUN_PARTIAL} for openaq-seed"
     assert "location 8118" in post["body"]
@@ -311,14 +306,9 @@ def test_a_run_partial_event_sends_a_notification(alert_server: AlertServer, fir
 @pytest.mark.server
 def test_a_slow_run_sends_a_warning(alert_server: AlertServer, first_apply: Any) -> None:
     assert first_apply.returncode == 0, first_apply.stderr
-    emit = (
-        "from headwater import events; "
-        "events.emit(events.RUN_SLOW, 'worldbank-agriculture', 'worldbank', duration_s=75.2, threshold_s=60.0)"
+    post = alert_server.emit_and_receive(
+        events.RUN_SLOW, "'worldbank-agriculture', 'worldbank', duration_s=75.2, threshold_s=60.0"
     )
-    emitted = run_cli([sys.executable, "-c", emit], alert_server.env())
-    assert emitted.returncode == 0, emitted.stderr
-
-    post = alert_server.receiver.wait_for(lambda p: events.RUN_SLOW in p.get("subject", ""))
 
     assert post["subject"] == f"Headwater WARNING: {events.RUN_SLOW} for worldbank-agriculture"
     assert "Severity: warning" in post["body"]
